@@ -269,12 +269,19 @@ def count_allowed(tables: FilterTables, start: int = 0, stop: int | None = None)
 
 
 @njit(cache=True)
-def _filter_range(
-    start: np.int64,
-    stop: np.int64,
-    n: int,
-    k: int,
-    binom: np.ndarray,
+def _combos_range(start: np.int64, stop: np.int64, n: int, k: int, binom: np.ndarray) -> np.ndarray:
+    combos = np.empty((stop - start, k), dtype=np.int64)
+    combo = np.empty(k, dtype=np.int64)
+    _unrank(start, n, k, binom, combo)
+    for t in range(stop - start):
+        combos[t] = combo
+        _advance(combo, n, k)
+    return combos
+
+
+@njit(cache=True)
+def _filter_combos(
+    combos: np.ndarray,
     states: np.ndarray,
     n_states: np.ndarray,
     pauling: np.ndarray,
@@ -283,38 +290,34 @@ def _filter_range(
     qmin: int,
     radix: int,
     n_vectors: int,
-) -> tuple[np.ndarray, np.ndarray]:
-    count = stop - start
-    combos = np.empty((count, k), dtype=np.int64)
-    reps = np.full((count, n_vectors), -1, dtype=np.int32)
+) -> np.ndarray:
+    reps = np.empty((combos.shape[0], n_vectors), dtype=np.int32)
     words = masks.shape[1]
-    combo = np.empty(k, dtype=np.int64)
     union = np.empty(words, dtype=np.uint64)
     rep = np.empty(words * 64, dtype=np.int64)
-    _unrank(start, n, k, binom, combo)
-    for t in range(count):
-        combos[t] = combo
+    for t in range(combos.shape[0]):
         rep[:] = -1
-        _union_mask(combo, states, n_states, pauling, masks, nonempty, qmin, radix, union, rep, True)
+        _union_mask(combos[t], states, n_states, pauling, masks, nonempty, qmin, radix, union, rep, True)
         for v in range(n_vectors):
             reps[t, v] = rep[v]
-        _advance(combo, n, k)
-    return combos, reps
+    return reps
 
 
-def filter_range(tables: FilterTables, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
-    """Filter element tuples ``[start, stop)``.
+def combos_range(tables: FilterTables, start: int, stop: int) -> np.ndarray:
+    """Pool indices ``int64 [T, k]`` of the element tuples with ranks ``[start, stop)``."""
+    n = len(tables.pool)
+    return _combos_range(np.int64(start), np.int64(stop), n, tables.arity, tables.binom)
 
-    Returns ``(z, rep)``: atomic numbers ``int64 [T, k]`` and, for every (tuple, coprime
-    vector), the charge-tuple index of one neutral Pauling-passing assignment, or -1 where
-    the composition is forbidden (``int32 [T, V]``).
+
+def filter_tuples(tables: FilterTables, combos: np.ndarray) -> np.ndarray:
+    """Filter element tuples given as pool indices ``[T, k]``.
+
+    Returns, for every (tuple, coprime vector), the charge-tuple index of one neutral
+    Pauling-passing assignment (see :func:`decode_charges`), or -1 where the composition is
+    forbidden: ``int32 [T, V]``.
     """
-    combos, reps = _filter_range(
-        np.int64(start),
-        np.int64(stop),
-        len(tables.pool),
-        tables.arity,
-        tables.binom,
+    return _filter_combos(
+        np.ascontiguousarray(combos, dtype=np.int64),
         tables.states,
         tables.n_states,
         tables.pauling,
@@ -324,7 +327,13 @@ def filter_range(tables: FilterTables, start: int, stop: int) -> tuple[np.ndarra
         tables.radix,
         tables.n_vectors,
     )
-    return tables.pool[combos], reps
+
+
+def filter_range(tables: FilterTables, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+    """Filter element tuples ``[start, stop)``: atomic numbers ``int64 [T, k]`` and the
+    representative charge tuples of :func:`filter_tuples`."""
+    combos = combos_range(tables, start, stop)
+    return tables.pool[combos], filter_tuples(tables, combos)
 
 
 def decode_charges(tables: FilterTables, rep: np.ndarray) -> np.ndarray:

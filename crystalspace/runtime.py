@@ -1,0 +1,95 @@
+"""Ray start-up (embedded local cluster by default, or join one) and progress reporting."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+def init_ray(address: str | None = None, num_cpus: int | None = None, quiet: bool = True) -> None:
+    """Start an embedded Ray (or join ``address`` / ``$RAY_ADDRESS``) unless already running."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    address = address or os.environ.get("RAY_ADDRESS")
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": not quiet}
+    if quiet:
+        kwargs["logging_level"] = logging.ERROR
+        logging.getLogger("ray").setLevel(logging.ERROR)
+    if address:
+        ray.init(address=address, **kwargs)
+        return
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # local-only cluster
+    ray.init(num_cpus=num_cpus, **kwargs)
+
+
+def quiet_ray_data() -> None:
+    """Turn off Ray Data's own progress bars; crystalspace prints its own."""
+    from ray.data import DataContext
+
+    ctx = DataContext.get_current()
+    ctx.enable_progress_bars = False
+    ctx.print_on_execution_start = False
+    ctx.verbose_progress = False
+
+
+class Progress:
+    """A progress bar (rich) on a terminal; periodic log lines otherwise (CI, files)."""
+
+    def __init__(self, total: int, label: str, unit: str = "rows") -> None:
+        self.total, self.label, self.unit = total, label, unit
+        self.done = 0
+        self.amount = 0
+        self.start = time.perf_counter()
+        self._last_log = 0.0
+        self._bar: Any = None
+        if sys.stderr.isatty():
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress as Bar, TextColumn, TimeRemainingColumn
+
+            self._bar = Bar(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("shards  {task.fields[rate]}"),
+                TimeRemainingColumn(),
+                transient=False,
+            )
+            self._bar.start()
+            self._task = self._bar.add_task(label, total=total, rate="")
+
+    @property
+    def rate(self) -> float:
+        return self.amount / max(time.perf_counter() - self.start, 1e-9)
+
+    def advance(self, amount: int) -> None:
+        """One more unit of work done, covering ``amount`` items (rows)."""
+        self.done += 1
+        self.amount += amount
+        rate = f"{self.rate:,.0f} {self.unit}/s"
+        if self._bar is not None:
+            self._bar.update(self._task, advance=1, rate=rate)
+        elif time.perf_counter() - self._last_log > 10 or self.done == self.total:
+            self._last_log = time.perf_counter()
+            print(f"{self.label}: {self.done}/{self.total} shards, {rate}", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+
+@contextmanager
+def progress(total: int, label: str, unit: str = "rows") -> Iterator[Progress]:
+    bar = Progress(total, label, unit)
+    try:
+        yield bar
+    finally:
+        bar.close()
