@@ -20,7 +20,11 @@ from rich.table import Table
 
 from crystalspace import __version__
 
-app = typer.Typer(help="Map inorganic crystal chemical space.", no_args_is_help=True, add_completion=False, pretty_exceptions_show_locals=False
+app = typer.Typer(
+    help="Map inorganic crystal chemical space.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
 )
 space_app = typer.Typer(help="Enumerate, filter and label compositions.", no_args_is_help=True)
 app.add_typer(space_app, name="space")
@@ -74,7 +78,9 @@ def main(
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """crystalspace command line."""
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
 
 
 def _space_config(
@@ -96,7 +102,17 @@ def _space_config(
 
 def _counts_table(title: str, rows: list[Any], extra: Sequence[str] = ()) -> Table:
     table = Table(title=title)
-    for col in ("arity", "unique combinations", "allowed", "known", "standard", "missing", "interesting", "unlikely", *extra):
+    for col in (
+        "arity",
+        "unique combinations",
+        "allowed",
+        "known",
+        "standard",
+        "missing",
+        "interesting",
+        "unlikely",
+        *extra,
+    ):
         table.add_column(col, justify="right")
     for r in rows:
         table.add_row(*r)
@@ -120,7 +136,9 @@ def space_count(
     from crystalspace.space.engine import Space
     from crystalspace.space.kernels import set_threads
 
-    cfg = _space_config(config, set_, arities=arity, elements=elements, limit=limit, ox_set=ox_set, reference=reference)
+    cfg = _space_config(
+        config, set_, arities=arity, elements=elements, limit=limit, ox_set=ox_set, reference=reference
+    )
     set_threads(threads)
     t0 = time.perf_counter()
     space = Space.load(cfg)
@@ -128,10 +146,25 @@ def space_count(
     for k in cfg.arities:
         c = space.count(k, device=device)
         rows.append(
-            [str(k), f"{c.compositions:,}", f"{c.allowed:,}", f"{c.known:,}", f"{c.standard:,}",
-             f"{c.missing:,}", f"{c.interesting:,}", f"{c.unlikely:,}", f"{c.seconds:.2f} s"]
+            [
+                str(k),
+                f"{c.compositions:,}",
+                f"{c.allowed:,}",
+                f"{c.known:,}",
+                f"{c.standard:,}",
+                f"{c.missing:,}",
+                f"{c.interesting:,}",
+                f"{c.unlikely:,}",
+                f"{c.seconds:.2f} s",
+            ]
         )
-    console.print(_counts_table(f"composition space ({space.ox.tag}, reference {space.known.tag}, limit {cfg.limit})", rows, ["time"]))
+    console.print(
+        _counts_table(
+            f"composition space ({space.ox.tag}, reference {space.known.tag}, limit {cfg.limit})",
+            rows,
+            ["time"],
+        )
+    )
     console.print(f"counted in {time.perf_counter() - t0:.2f} s ({device})")
 
 
@@ -155,14 +188,30 @@ def space_build(
     from crystalspace.space.build import build_lake
 
     cfg = _space_config(
-        config, set_, arities=arity, elements=elements, limit=limit, ox_set=ox_set, reference=reference, rows=rows
+        config,
+        set_,
+        arities=arity,
+        elements=elements,
+        limit=limit,
+        ox_set=ox_set,
+        reference=reference,
+        rows=rows,
     )
     report = build_lake(cfg, lake, address=address, num_cpus=num_cpus, max_shards=max_shards)
     table_rows = []
     for k, t in sorted(report.totals.items()):
         table_rows.append(
-            [str(k), f"{t['compositions']:,}", f"{t['allowed']:,}", f"{t['known']:,}", f"{t['standard']:,}",
-             f"{t['missing']:,}", f"{t['interesting']:,}", f"{t['unlikely']:,}", f"{t['rows']:,}"]
+            [
+                str(k),
+                f"{t['compositions']:,}",
+                f"{t['allowed']:,}",
+                f"{t['known']:,}",
+                f"{t['standard']:,}",
+                f"{t['missing']:,}",
+                f"{t['interesting']:,}",
+                f"{t['unlikely']:,}",
+                f"{t['rows']:,}",
+            ]
         )
     console.print(_counts_table(f"lake {lake}", table_rows, ["rows stored"]))
     state = "complete" if report.complete else "INCOMPLETE (re-run the same command to resume)"
@@ -186,15 +235,23 @@ def space_explain(
 
     cfg = _space_config(None, None, limit=limit, ox_set=ox_set, reference=reference, elements=elements)
     e = Space.load(cfg).explain(formula)
-    console.print(f"[bold]{e.formula}[/bold]: {e.category} ({'allowed' if e.allowed else 'forbidden'}, "
-                  f"{'known' if e.known else 'not known'} in {e.reference}) — {e.reason}")
+    console.print(
+        f"[bold]{e.formula}[/bold]: {e.category} ({'allowed' if e.allowed else 'forbidden'}, "
+        f"{'known' if e.known else 'not known'} in {e.reference}) — {e.reason}"
+    )
     for note in e.outside:
         console.print(f"  outside the configured space: {note}")
     el = Table(show_header=True, box=None)
     for col in ("element", "Z", "n", "Pauling χ", f"oxidation states ({e.ox_set})"):
         el.add_column(col)
     for (sym, z, en, states), n in zip(e.elements, e.counts, strict=True):
-        el.add_row(sym, str(z), str(n), "—" if en != en else f"{en:.2f}", " ".join(f"{q:+d}" for q in states) or "none")
+        el.add_row(
+            sym,
+            str(z),
+            str(n),
+            "—" if en != en else f"{en:.2f}",
+            " ".join(f"{q:+d}" for q in states) or "none",
+        )
     console.print(el)
     neutral = [a for a in e.assignments if a[1]]
     console.print(f"{len(e.assignments)} assignments, {len(neutral)} charge neutral:")
@@ -212,7 +269,12 @@ def _print_result(result: Any, max_rows: int) -> None:
     for n in names:
         table.add_column(n)
     for r in rows[:max_rows]:
-        table.add_row(*("" if v is None else f"{v:,}" if isinstance(v, int) and not isinstance(v, bool) else str(v) for v in r))
+        table.add_row(
+            *(
+                "" if v is None else f"{v:,}" if isinstance(v, int) and not isinstance(v, bool) else str(v)
+                for v in r
+            )
+        )
     console.print(table)
     if len(rows) > max_rows:
         console.print(f"(first {max_rows} rows shown; use --max-rows)")

@@ -95,9 +95,7 @@ def parse_arities(text: str) -> tuple[int, ...]:
         raise ConfigError(f"arity must be a comma-separated list of integers, got {text!r}") from None
 
 
-def make_space_config(
-    file: Path | None = None, overrides: dict[str, Any] | None = None
-) -> SpaceConfig:
+def make_space_config(file: Path | None = None, overrides: dict[str, Any] | None = None) -> SpaceConfig:
     """Build a :class:`SpaceConfig` from an optional YAML file plus overrides (CLI values).
 
     ``elements`` may be given as symbols (``"Li,Zn,Sn,O"`` or a list of symbols).

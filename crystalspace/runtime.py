@@ -53,7 +53,15 @@ class Progress:
         self._last_log = 0.0
         self._bar: Any = None
         if sys.stderr.isatty():
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress as Bar, TextColumn, TimeRemainingColumn
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                TextColumn,
+                TimeRemainingColumn,
+            )
+            from rich.progress import (
+                Progress as Bar,
+            )
 
             self._bar = Bar(
                 TextColumn("{task.description}"),

@@ -53,10 +53,11 @@ def parse_formula(text: str) -> dict[int, int]:
     for el, amount in comp.items():
         z = getattr(el, "Z", None)
         if not isinstance(z, int) or not 1 <= z <= MAX_Z:
-            raise ChemistryError(f"element {el} in {text!r} is outside H..Lr")
+            symbol = getattr(el, "symbol", str(el))
+            raise ChemistryError(f"unknown element {symbol!r} in formula {text!r} (expected H..Lr)")
         if abs(amount - round(amount)) > 1e-8 or round(amount) < 1:
             raise ChemistryError(f"non-integer amount {amount:g} of {el} in {text!r}")
-        counts[z] = counts.get(z, 0) + int(round(amount))
+        counts[z] = counts.get(z, 0) + round(amount)
     g = reduce(math.gcd, counts.values())
     return {z: n // g for z, n in sorted(counts.items())}
 

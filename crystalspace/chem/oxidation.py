@@ -23,7 +23,9 @@ NAMED_SETS: dict[str, str] = {
 }
 DEFAULT_SET = "smact14"
 #: Elements beyond Lr that SMACT's tables list; the space stops at Z=103, so they are skipped.
-_BEYOND_LR = frozenset("Rf Db Sg Bh Hs Mt Ds Rg Cn Nh Fl Mc Lv Ts Og".split())
+_BEYOND_LR = frozenset(
+    ["Rf", "Db", "Sg", "Bh", "Hs", "Mt", "Ds", "Rg", "Cn", "Nh", "Fl", "Mc", "Lv", "Ts", "Og"]
+)
 
 
 @dataclass(frozen=True)

@@ -22,8 +22,8 @@ from crystalspace import __version__
 from crystalspace.config import SpaceConfig
 from crystalspace.lake.store import (
     CATEGORIES,
-    MANIFEST,
     FORMAT_VERSION,
+    MANIFEST,
     LakeError,
     ShardCounts,
     finished_shards,
@@ -52,7 +52,9 @@ class ShardWriter:
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         out: list[ShardCounts] = []
-        for arity, z1, start, stop in zip(batch["arity"], batch["z1"], batch["start"], batch["stop"], strict=True):
+        for arity, z1, start, stop in zip(
+            batch["arity"], batch["z1"], batch["start"], batch["stop"], strict=True
+        ):
             table, counts = self.space.build_shard(Shard(int(arity), int(z1), int(start), int(stop)))
             write_shard(self.fs, self.root, table, counts)
             out.append(counts)
@@ -81,7 +83,9 @@ def open_lake(space: Space, lake: str) -> dict[str, Any]:
         if info.type == pafs.FileType.File or (
             info.type == pafs.FileType.Directory and fs.get_file_info(pafs.FileSelector(root))
         ):
-            raise LakeError(f"{lake} exists and is not a crystalspace lake (no {MANIFEST}); choose an empty path")
+            raise LakeError(
+                f"{lake} exists and is not a crystalspace lake (no {MANIFEST}); choose an empty path"
+            )
         manifest = {
             "format": FORMAT_VERSION,
             "config": space.config.identity(),
@@ -138,8 +142,8 @@ def build_lake(
         import ray
 
         workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
-        ds = ray.data.from_items([asdict(s) for s in todo], override_num_blocks=len(todo))
-        ds = ds.map_batches(
+        items = ray.data.from_items([asdict(s) for s in todo], override_num_blocks=len(todo))
+        ds = items.map_batches(
             ShardWriter,
             fn_constructor_kwargs={"config_json": config.model_dump_json(), "lake": lake},
             batch_size=1,

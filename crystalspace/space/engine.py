@@ -157,7 +157,9 @@ class Space:
         n = np.tile(tables.vectors.astype(np.int64), (len(combos), 1))
         allowed = reps >= 0
         known = self.known.contains(_pad(z), _pad(n))
-        category = np.where(allowed, np.where(known, STANDARD, MISSING), np.where(known, INTERESTING, UNLIKELY))
+        category = np.where(
+            allowed, np.where(known, STANDARD, MISSING), np.where(known, INTERESTING, UNLIKELY)
+        )
         cat_counts = np.bincount(category, minlength=4)
         if self.config.rows_for(k) == "allowed":
             keep = allowed | known
@@ -264,7 +266,9 @@ class Explanation:
     @property
     def category(self) -> str:
         return CATEGORIES[
-            (STANDARD if self.known else MISSING) if self.allowed else (INTERESTING if self.known else UNLIKELY)
+            (STANDARD if self.known else MISSING)
+            if self.allowed
+            else (INTERESTING if self.known else UNLIKELY)
         ]
 
     @property
@@ -304,4 +308,3 @@ def vector_index(arity: int, limit: int) -> np.ndarray:
     vecs = coprime_vectors(arity, limit).astype(np.int64)
     lookup[tuple(vecs.T)] = np.arange(len(vecs))
     return lookup
-

@@ -91,9 +91,7 @@ def filter_tables(ox: OxidationSet, arity: int, limit: int, pool: tuple[int, ...
         ordered = _preference_order(ox.states[z])
         states[i, : len(ordered)] = ordered
         n_states[i] = len(ordered)
-    binom = np.array(
-        [[math.comb(m, j) for j in range(arity + 1)] for m in range(n + 1)], dtype=np.int64
-    )
+    binom = np.array([[math.comb(m, j) for j in range(arity + 1)] for m in range(n + 1)], dtype=np.int64)
     return FilterTables(
         arity=arity,
         limit=limit,
@@ -103,7 +101,7 @@ def filter_tables(ox: OxidationSet, arity: int, limit: int, pool: tuple[int, ...
         pauling=table.pauling[list(pool)].astype(np.float64),
         vectors=vectors,
         masks=masks,
-        nonempty=masks.any(axis=1),
+        nonempty=np.asarray(masks.any(axis=1)),
         qmin=qmin,
         radix=radix,
         binom=binom,
@@ -233,7 +231,7 @@ def _count_range(
         first = start + ch * CHUNK
         last = min(first + CHUNK, stop)
         _unrank(first, n, k, binom, combo)
-        total = 0
+        total = np.int64(0)
         for _ in range(first, last):
             _union_mask(combo, states, n_states, pauling, masks, nonempty, qmin, radix, union, rep, False)
             for w in range(words):
@@ -351,4 +349,4 @@ def decode_charges(tables: FilterTables, rep: np.ndarray) -> np.ndarray:
 def set_threads(n: int | None) -> None:
     """Limit numba's worker threads (``None`` keeps numba's default, all cores)."""
     if n:
-        numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+        numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))  # type: ignore[attr-defined]

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The project's test command: install into .venv, then lint, types, tests with coverage,
+# and a wheel build that must install into a clean venv. CI runs exactly this (.ci/run).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+# torch is pinned to the local CPU wheel when the gpu extra is wanted; the space engine
+# and its tests need no torch.
+.venv/bin/pip install -q --disable-pip-version-check -e ".[dev]" 2>&1 | grep -v "^WARNING: Location" || true
+.venv/bin/python -c "import crystalspace, smact, numba, ray, duckdb" # fail early if the install broke
+export RAY_AUTH_MODE=disabled RAY_USAGE_STATS_ENABLED=0 PYTHONUNBUFFERED=1
+
+echo "== ruff"; .venv/bin/ruff check . && .venv/bin/ruff format --check .
+echo "== mypy"; .venv/bin/mypy
+echo "== pytest"
+set +e
+.venv/bin/python -m pytest --cov --cov-report=term:skip-covered "$@"
+status=$?
+set -e
+[ $status -eq 0 ] || exit $status
+
+echo "== wheel"
+rm -rf dist /tmp/crystalspace-wheel-venv
+.venv/bin/python -m build --wheel --outdir dist . >/dev/null
+"$PY" -m venv /tmp/crystalspace-wheel-venv
+/tmp/crystalspace-wheel-venv/bin/pip install -q --disable-pip-version-check "$(ls dist/*.whl)[space]" 2>&1 | grep -v "^WARNING: Location" || true
+/tmp/crystalspace-wheel-venv/bin/crystalspace --version
+(cd /tmp && /tmp/crystalspace-wheel-venv/bin/crystalspace query --lake /nonexistent | head -5)
+echo "check: all passed"
