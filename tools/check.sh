@@ -11,8 +11,11 @@ PY=${PYTHON:-python3}
 .venv/bin/python -c "import crystalspace, smact, numba, ray, duckdb" # fail early if the install broke
 export RAY_AUTH_MODE=disabled RAY_USAGE_STATS_ENABLED=0 PYTHONUNBUFFERED=1
 
-echo "== ruff"; .venv/bin/ruff check . && .venv/bin/ruff format --check .
-echo "== mypy"; .venv/bin/mypy
+echo "== ruff"
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+echo "== mypy"
+.venv/bin/mypy
 echo "== pytest"
 set +e
 .venv/bin/python -m pytest --cov --cov-report=term:skip-covered "$@"
