@@ -169,3 +169,23 @@ def test_refuses_foreign_directory(tmp_path):
     with pytest.raises(LakeError, match="not a crystalspace lake"):
         build_lake(_config(), str(tmp_path))
     assert sorted(p.name for p in Path(tmp_path).iterdir()) == ["notes.txt"]
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_full_binary_ternary_lake_matches_published_counts(tmp_path, ray_session):
+    """Acceptance: the whole binary + ternary lake, counted back through DuckDB."""
+    config = make_space_config(overrides={"arities": "2,3"})
+    lake = str(tmp_path / "full")
+    assert build_lake(config, lake).complete
+    con = connect(lake)
+    got = con.execute(
+        "SELECT arity, count(*), count(*) FILTER (allowed), count(*) FILTER (known) "
+        "FROM compositions GROUP BY arity ORDER BY arity"
+    ).fetchall()
+    space = Space.load(config)
+    expected = [
+        (k, space.count(k).compositions, space.count(k).allowed, space.count(k).known) for k in (2, 3)
+    ]
+    assert got == expected
+    assert [row[:3] for row in got] == [(2, 225_879, 13_464), (3, 77_637_589, 10_779_441)]
