@@ -133,7 +133,7 @@ def space_count(
     threads: Annotated[int | None, typer.Option(help="CPU threads [all cores]")] = None,
 ) -> None:
     """Exact counts per arity and category; no rows are written."""
-    from crystalspace.space.engine import Space
+    from crystalspace.space.engine import PUBLISHED_COUNTS, Space
     from crystalspace.space.kernels import set_threads
 
     cfg = _space_config(
@@ -143,8 +143,14 @@ def space_count(
     t0 = time.perf_counter()
     space = Space.load(cfg)
     rows = []
+    checks = []
     for k in cfg.arities:
         c = space.count(k, device=device)
+        if space.is_published_setup:
+            ok = (c.compositions, c.allowed) == PUBLISHED_COUNTS[k]
+            checks.append(
+                f"arity {k} {'matches' if ok else 'DIFFERS FROM'} the published {PUBLISHED_COUNTS[k][1]:,}"
+            )
         rows.append(
             [
                 str(k),
@@ -165,6 +171,8 @@ def space_count(
             ["time"],
         )
     )
+    if checks:
+        console.print("Park et al. 2024 (allowed): " + "; ".join(checks))
     console.print(f"counted in {time.perf_counter() - t0:.2f} s ({device})")
 
 

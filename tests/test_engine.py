@@ -12,14 +12,9 @@ from crystalspace.space.combinatorics import (
     rank_combination,
     unrank_combination,
 )
+from crystalspace.space.engine import PUBLISHED_COUNTS as PUBLISHED
 from crystalspace.space.engine import Space
 from crystalspace.space.kernels import filter_range
-
-PUBLISHED = {  # Park et al., Faraday Discuss. 2024, smact14, factors 1..8, Z 1..103
-    2: (225_879, 13_464),
-    3: (77_637_589, 10_779_441),
-    4: (16_902_534_325, 2_909_434_982),
-}
 
 
 @pytest.fixture(scope="module")

@@ -7,10 +7,10 @@ heavier Python modules.
 
 from __future__ import annotations
 
+import importlib.util
 import math
 from dataclasses import dataclass
 from functools import cache
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -23,8 +23,12 @@ class ChemistryError(ValueError):
 
 
 def smact_data_file(name: str) -> Path:
-    """Path of a data file shipped inside the installed ``smact`` package."""
-    return Path(str(resources.files("smact") / "data" / name))
+    """Path of a data file shipped inside the installed ``smact`` package (found without
+    importing smact, whose import pulls in pymatgen and pandas)."""
+    spec = importlib.util.find_spec("smact")
+    if spec is None or not spec.submodule_search_locations:
+        raise ChemistryError("the smact package is not installed: pip install 'crystalspace[space]'")
+    return Path(next(iter(spec.submodule_search_locations))) / "data" / name
 
 
 @dataclass(frozen=True)

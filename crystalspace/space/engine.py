@@ -34,6 +34,14 @@ from crystalspace.space.known import KnownSet, load_known
 
 STANDARD, MISSING, INTERESTING, UNLIKELY = range(4)
 
+#: Park, Onwuli, Butler, Walsh, Faraday Discuss. 2024: (unique combinations, allowed) per arity
+#: for Z 1..103, factors 1..8 and the smact14 oxidation states.
+PUBLISHED_COUNTS = {
+    2: (225_879, 13_464),
+    3: (77_637_589, 10_779_441),
+    4: (16_902_534_325, 2_909_434_982),
+}
+
 
 @dataclass(frozen=True)
 class ArityCounts:
@@ -75,6 +83,11 @@ class Space:
         pool_index = np.full(MAX_Z + 1, -1, dtype=np.int64)
         pool_index[list(config.pool)] = np.arange(len(config.pool))
         return cls(config, load_oxidation_set(config.ox_set), load_known(config.reference), pool_index)
+
+    @property
+    def is_published_setup(self) -> bool:
+        """True for the paper's setup (all 103 elements, factors 1..8, smact14)."""
+        return len(self.config.pool) == MAX_Z and self.config.limit == 8 and self.ox.name == "smact14"
 
     def tables(self, arity: int) -> FilterTables:
         return filter_tables(self.ox, arity, self.config.limit, self.config.pool)
