@@ -96,7 +96,7 @@ def parse_arities(text: str) -> tuple[int, ...]:
 
 
 def make_space_config(file: Path | None = None, overrides: dict[str, Any] | None = None) -> SpaceConfig:
-    """Build a :class:`SpaceConfig` from an optional YAML file plus overrides (CLI values).
+    """Build a `SpaceConfig` from an optional YAML file plus overrides (CLI values).
 
     ``elements`` may be given as symbols (``"Li,Zn,Sn,O"`` or a list of symbols).
     """

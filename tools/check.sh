@@ -23,6 +23,9 @@ status=$?
 set -e
 [ $status -eq 0 ] || exit $status
 
+echo "== docs"
+NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict --quiet -d "${TMPDIR:-/tmp}/crystalspace-site"
+
 echo "== wheel"
 rm -rf dist /tmp/crystalspace-wheel-venv
 .venv/bin/python -m build --wheel --outdir dist . >/dev/null

@@ -39,7 +39,7 @@ class ElementTable:
     pauling: np.ndarray  # float64, NaN where SMACT has no Pauling value
 
     def z_of(self, symbol: str) -> int:
-        """Atomic number of ``symbol``; raises :class:`ChemistryError` for unknown symbols."""
+        """Atomic number of ``symbol``; raises `ChemistryError` for unknown symbols."""
         try:
             return self.symbols.index(symbol, 1)
         except ValueError:

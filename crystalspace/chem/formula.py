@@ -36,7 +36,7 @@ def formula_rank() -> np.ndarray:
 def parse_formula(text: str) -> dict[int, int]:
     """Parse a formula into ``{Z: count}`` reduced by the gcd (``"Mg2O2"`` -> ``{12: 1, 8: 1}``).
 
-    Raises :class:`ChemistryError` for malformed formulas, unknown or >Lr elements and
+    Raises `ChemistryError` for malformed formulas, unknown or >Lr elements and
     non-integer amounts.
     """
     from pymatgen.core import Composition

@@ -23,7 +23,7 @@ def connect(lake: str, *, check: bool = True) -> duckdb.DuckDBPyConnection:
 
     Views: ``compositions`` (one row per stored composition), ``composition_counts`` (exact
     per-shard category counts, also for rows a lake does not store) and ``elements``
-    (``z``, ``symbol``, ``pauling``). Local lakes only (object stores need DuckDB's httpfs).
+    (``z``, ``symbol``, ``pauling``); macro ``species(z, q)`` formats ``Fe+3``. Local lakes only (object stores need DuckDB's httpfs).
     """
     fs, root = resolve(lake)
     if check and read_manifest(fs, root) is None:
@@ -39,6 +39,11 @@ def connect(lake: str, *, check: bool = True) -> duckdb.DuckDBPyConnection:
             (z, table.symbols[z], None if table.pauling[z] != table.pauling[z] else float(table.pauling[z]))
             for z in range(1, MAX_Z + 1)
         ],
+    )
+    # species(z, q) -> 'Fe+3' (NULL where q is NULL): labels the recorded oxidation states
+    con.execute(
+        "CREATE MACRO species(zz, qq) AS CASE WHEN qq IS NULL OR zz = 0 THEN NULL ELSE "
+        "(SELECT symbol FROM elements WHERE z = zz) || CASE WHEN qq > 0 THEN '+' ELSE '' END || qq END"
     )
     shards = f"{root}/arity=*/z1=*/*.parquet"
     if list(Path(root).glob("arity=*/z1=*/*.parquet")):
@@ -94,11 +99,9 @@ def run_query(con: duckdb.DuckDBPyConnection, name: str, params: dict[str, str] 
         raise LakeError(f"query {name!r} has no parameter(s) {', '.join(sorted(unknown))}")
     bound: dict[str, Any] = {}
     for key, value in values.items():
-        if key in ("elements", "anion"):
-            symbols = [s.strip() for s in value.split(",") if s.strip()]
-            for s in symbols:
-                element_table().z_of(s)  # raises ChemistryError for unknown symbols
-            bound[key] = symbols if key == "elements" else symbols[0]
+        if key in ("elements", "anion"):  # symbols -> atomic numbers, constants DuckDB can prune on
+            zs = [element_table().z_of(s.strip()) for s in value.split(",") if s.strip()]
+            bound[key] = zs if key == "elements" else zs[0]
         elif value.lstrip("-").isdigit():
             bound[key] = int(value)
         else:

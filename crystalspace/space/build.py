@@ -151,11 +151,11 @@ def build_lake(
             num_cpus=1,
         )
         last_save = time.perf_counter()
-        with progress(len(todo), f"building {lake}") as bar:
+        with progress(len(todo), f"building {lake}", unit="compositions") as bar:
             for row in ds.iter_rows():
                 c = ShardCounts(**{f.name: _plain(row[f.name]) for f in fields(ShardCounts)})
                 counts[(c.arity, c.shard)] = c
-                bar.advance(c.compositions)
+                bar.advance(c.compositions)  # throughput in compositions filtered
                 if time.perf_counter() - last_save > MANIFEST_EVERY_S:
                     _save(fs, root, manifest, plans, counts, config)
                     last_save = time.perf_counter()

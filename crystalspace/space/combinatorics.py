@@ -56,7 +56,7 @@ def unrank_combination(rank: int, n: int, k: int) -> tuple[int, ...]:
 
 
 def rank_combination(combo: tuple[int, ...], n: int) -> int:
-    """Inverse of :func:`unrank_combination`."""
+    """Inverse of `unrank_combination`."""
     k = len(combo)
     rank = 0
     prev = -1

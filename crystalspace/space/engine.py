@@ -132,7 +132,7 @@ class Space:
         return z[keep], n[keep]
 
     def known_allowed(self, arity: int) -> np.ndarray:
-        """For every known composition in the space (order of :meth:`known_in_space`): allowed?"""
+        """For every known composition in the space (order of `known_in_space`): allowed?"""
         z, n = self.known_in_space(arity)
         if len(z) == 0:
             return np.zeros(0, dtype=bool)
@@ -241,7 +241,7 @@ class Space:
         assignments = []
         for qs in itertools.product(*(self.ox.states[z] for z in zs)):
             neutral = sum(q * m for q, m in zip(qs, ns, strict=True)) == 0
-            assignments.append((qs, neutral, _pauling_ok(qs, [table.pauling[z] for z in zs])))
+            assignments.append((qs, bool(neutral), _pauling_ok(qs, [float(table.pauling[z]) for z in zs])))
         allowed = any(neutral and ok for _, neutral, ok in assignments)
         if not outside:  # the kernel is the single source of truth inside the space
             rep = filter_tuples(self.tables(k), self._pool_index[np.array([zs])])

@@ -48,7 +48,7 @@ class FilterTables:
 
 
 def _preference_order(charges: tuple[int, ...]) -> list[int]:
-    """Order in which assignments are tried, so the recorded neutral assignment is the
+    """Order in which an element's states are tried, so the recorded neutral assignment is the
     chemically plain one: anion states most negative first (O-2 before O-1), then cation
     states in ascending order."""
     return sorted(charges, key=lambda q: (q >= 0, -abs(q) if q < 0 else q))
@@ -169,6 +169,15 @@ def _union_mask(
         if n_states[e] == 0 or np.isnan(pauling[e]):
             return
     idx = np.zeros(k, dtype=np.int64)
+    # Odometer order: the most electronegative element turns slowest, so its preferred (most
+    # negative) state is tried first and the recorded assignment reads Al+2 S-2, not Al+1 S-1.
+    order = np.arange(k)
+    if record:  # only the recorded assignment depends on the order; counting skips the sort
+        for a in range(1, k):
+            b = a
+            while b > 0 and pauling[combo[order[b]]] < pauling[combo[order[b - 1]]]:
+                order[b], order[b - 1] = order[b - 1], order[b]
+                b -= 1
     while True:
         max_cation = -np.inf
         min_anion = np.inf
@@ -194,15 +203,16 @@ def _union_mask(
             else:
                 for w in range(words):
                     union[w] |= masks[c, w]
-        # odometer over assignments, last element fastest
-        i = k - 1
-        while i >= 0:
+        # odometer over assignments, least electronegative element fastest
+        j = 0
+        while j < k:
+            i = order[j]
             idx[i] += 1
             if idx[i] < n_states[combo[i]]:
                 break
             idx[i] = 0
-            i -= 1
-        if i < 0:
+            j += 1
+        if j == k:
             return
 
 
@@ -311,7 +321,7 @@ def filter_tuples(tables: FilterTables, combos: np.ndarray) -> np.ndarray:
     """Filter element tuples given as pool indices ``[T, k]``.
 
     Returns, for every (tuple, coprime vector), the charge-tuple index of one neutral
-    Pauling-passing assignment (see :func:`decode_charges`), or -1 where the composition is
+    Pauling-passing assignment (see `decode_charges`), or -1 where the composition is
     forbidden: ``int32 [T, V]``.
     """
     return _filter_combos(
@@ -329,7 +339,7 @@ def filter_tuples(tables: FilterTables, combos: np.ndarray) -> np.ndarray:
 
 def filter_range(tables: FilterTables, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
     """Filter element tuples ``[start, stop)``: atomic numbers ``int64 [T, k]`` and the
-    representative charge tuples of :func:`filter_tuples`."""
+    representative charge tuples of `filter_tuples`."""
     combos = combos_range(tables, start, stop)
     return tables.pool[combos], filter_tuples(tables, combos)
 

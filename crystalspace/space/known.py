@@ -116,7 +116,7 @@ def _read_reference(path: Path) -> pa.Table:
 @cache
 def load_known(name_or_path: str = DEFAULT_REFERENCE) -> KnownSet:
     """Load the shipped reference set (``"mp"``) or a user file (Parquet table as written by
-    :func:`compositions_table`, or CSV with a ``formula`` column)."""
+    `compositions_table`, or CSV with a ``formula`` column)."""
     if name_or_path == DEFAULT_REFERENCE:
         path = Path(str(resources.files("crystalspace") / "data" / "known_mp.parquet"))
         name = DEFAULT_REFERENCE
