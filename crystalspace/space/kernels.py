@@ -155,11 +155,14 @@ def _union_mask(
     union: np.ndarray,
     rep: np.ndarray,
     record: bool,
+    idx: np.ndarray,
+    order: np.ndarray,
 ) -> None:
     """OR into ``union`` the neutral masks of every Pauling-passing assignment of ``combo``.
 
     With ``record``, ``rep[v]`` receives the charge-tuple index of the first assignment (in
-    preference order) that makes vector ``v`` neutral.
+    preference order) that makes vector ``v`` neutral. ``idx`` and ``order`` are scratch
+    arrays of length k (allocated once by the caller, not per tuple).
     """
     k = combo.shape[0]
     words = union.shape[0]
@@ -168,10 +171,11 @@ def _union_mask(
         e = combo[i]
         if n_states[e] == 0 or np.isnan(pauling[e]):
             return
-    idx = np.zeros(k, dtype=np.int64)
+    idx[:] = 0
     # Odometer order: the most electronegative element turns slowest, so its preferred (most
     # negative) state is tried first and the recorded assignment reads Al+2 S-2, not Al+1 S-1.
-    order = np.arange(k)
+    for i in range(k):
+        order[i] = i
     if record:  # only the recorded assignment depends on the order; counting skips the sort
         for a in range(1, k):
             b = a
@@ -238,12 +242,16 @@ def _count_range(
         combo = np.empty(k, dtype=np.int64)
         union = np.empty(words, dtype=np.uint64)
         rep = np.empty(1, dtype=np.int64)
+        idx = np.empty(k, dtype=np.int64)
+        order = np.empty(k, dtype=np.int64)
         first = start + ch * CHUNK
         last = min(first + CHUNK, stop)
         _unrank(first, n, k, binom, combo)
         total = np.int64(0)
         for _ in range(first, last):
-            _union_mask(combo, states, n_states, pauling, masks, nonempty, qmin, radix, union, rep, False)
+            _union_mask(
+                combo, states, n_states, pauling, masks, nonempty, qmin, radix, union, rep, False, idx, order
+            )
             for w in range(words):
                 total += _popcount(union[w])
             _advance(combo, n, k)
@@ -303,9 +311,14 @@ def _filter_combos(
     words = masks.shape[1]
     union = np.empty(words, dtype=np.uint64)
     rep = np.empty(words * 64, dtype=np.int64)
+    k = combos.shape[1]
+    idx = np.empty(k, dtype=np.int64)
+    order = np.empty(k, dtype=np.int64)
     for t in range(combos.shape[0]):
         rep[:] = -1
-        _union_mask(combos[t], states, n_states, pauling, masks, nonempty, qmin, radix, union, rep, True)
+        _union_mask(
+            combos[t], states, n_states, pauling, masks, nonempty, qmin, radix, union, rep, True, idx, order
+        )
         for v in range(n_vectors):
             reps[t, v] = rep[v]
     return reps
