@@ -6,19 +6,19 @@ with status 2; no traceback.
 
 from __future__ import annotations
 
-import functools
 import logging
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from crystalspace import __version__
+from crystalspace.errors import user_errors
 
 app = typer.Typer(
     help="Map inorganic crystal chemical space.",
@@ -29,7 +29,6 @@ app = typer.Typer(
 space_app = typer.Typer(help="Enumerate, filter and label compositions.", no_args_is_help=True)
 app.add_typer(space_app, name="space")
 console = Console() if sys.stdout.isatty() else Console(width=200)
-F = TypeVar("F", bound=Callable[..., Any])
 
 ArityOpt = Annotated[str | None, typer.Option("--arity", help="arities, e.g. 2,3 (2..4)")]
 ElementsOpt = Annotated[str | None, typer.Option("--elements", help="element pool, e.g. Li,Zn,Sn,O")]
@@ -39,31 +38,6 @@ RefOpt = Annotated[str | None, typer.Option("--reference", help="known-materials
 ConfigOpt = Annotated[Path | None, typer.Option("--config", help="YAML config (pipelines/configs/)")]
 SetOpt = Annotated[list[str] | None, typer.Option("--set", help="config override key=value")]
 LakeOpt = Annotated[str, typer.Option("--lake", help="lake path or URI")]
-
-
-def user_errors(fn: F) -> F:
-    """Turn user errors into one line on stderr and exit status 2."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from crystalspace.chem.elements import ChemistryError
-        from crystalspace.config import ConfigError
-        from crystalspace.lake.store import LakeError
-
-        try:
-            return fn(*args, **kwargs)
-        except (ChemistryError, ConfigError, LakeError) as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            raise typer.Exit(2) from None
-        except Exception as exc:
-            import duckdb
-
-            if isinstance(exc, duckdb.Error):
-                print(f"error: {str(exc).splitlines()[0]}", file=sys.stderr)
-                raise typer.Exit(2) from None
-            raise
-
-    return wrapper  # type: ignore[return-value]
 
 
 def _version(value: bool) -> None:

@@ -12,11 +12,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from crystalspace.chem.elements import MAX_Z, ChemistryError, element_table, parse_elements
 from crystalspace.chem.oxidation import DEFAULT_SET
+from crystalspace.errors import UserError
 from crystalspace.space.combinatorics import MAX_ARITY, MAX_STOICH_LIMIT, MIN_ARITY
 from crystalspace.space.known import DEFAULT_REFERENCE
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """Invalid configuration given by the user."""
 
 

@@ -15,10 +15,12 @@ from pathlib import Path
 
 import numpy as np
 
+from crystalspace.errors import UserError
+
 MAX_Z = 103
 
 
-class ChemistryError(ValueError):
+class ChemistryError(UserError, ValueError):
     """A user-facing chemistry input error (unknown element, malformed formula, bad table)."""
 
 

@@ -23,6 +23,8 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from crystalspace.errors import UserError
+
 MANIFEST = "_manifest.json"
 COUNTS = "_counts.parquet"
 FORMAT_VERSION = 1
@@ -54,7 +56,7 @@ SCHEMA = pa.schema(
 CATEGORIES = ("standard", "missing", "interesting", "unlikely")
 
 
-class LakeError(RuntimeError):
+class LakeError(UserError, RuntimeError):
     """A lake that cannot be used as asked (another config's data, missing, corrupt)."""
 
 
