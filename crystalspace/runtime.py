@@ -40,6 +40,7 @@ def quiet_ray_data() -> None:
     ctx.enable_progress_bars = False
     ctx.print_on_execution_start = False
     ctx.verbose_progress = False
+    logging.getLogger("ray.data").setLevel(logging.ERROR)  # no per-dataset "execution finished" lines
 
 
 class Progress:

@@ -1,7 +1,7 @@
 """Materialise a composition space into the lake, shard by shard, with Ray Data.
 
-``ray.data.from_items(shards) -> map_batches(ShardWriter) -> iter_rows()``: every worker keeps
-its kernel tables and reference set in memory (a callable class), writes its shard file
+``ray.data.range(shard ids) -> map_batches(ShardWriter) -> iter_rows()``: every worker keeps
+the shard plan, its kernel tables and reference set in memory (a callable class), writes its shard file
 directly to the lake (local path or object store) and returns the shard's counts; the driver
 only collects counts, shows progress and keeps the manifest current. Re-running a build skips
 the shard files that exist, so an interrupted build resumes where it stopped.
@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -46,16 +46,16 @@ MANIFEST_EVERY_S = 30.0
 class ShardWriter:
     """Ray Data callable class: builds and writes the shards of a batch, returns their counts."""
 
-    def __init__(self, config_json: str, lake: str) -> None:
+    def __init__(self, config_json: str, lake: str, plan: np.ndarray) -> None:
         self.space = Space.load(SpaceConfig.model_validate_json(config_json))
         self.fs, self.root = resolve(lake)
+        self.plan = plan  # (shards, 4): arity, z1, start, stop; row i is shard id i
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         out: list[ShardCounts] = []
-        for arity, z1, start, stop in zip(
-            batch["arity"], batch["z1"], batch["start"], batch["stop"], strict=True
-        ):
-            table, counts = self.space.build_shard(Shard(int(arity), int(z1), int(start), int(stop)))
+        for shard_id in batch["id"]:
+            arity, z1, start, stop = (int(v) for v in self.plan[shard_id])
+            table, counts = self.space.build_shard(Shard(arity, z1, start, stop))
             write_shard(self.fs, self.root, table, counts)
             out.append(counts)
         return {f.name: np.array([getattr(c, f.name) for c in out]) for f in fields(ShardCounts)}
@@ -142,10 +142,13 @@ def build_lake(
         import ray
 
         workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
-        items = ray.data.from_items([asdict(s) for s in todo], override_num_blocks=len(todo))
-        ds = items.map_batches(
+        plan = np.array([[s.arity, s.z1, s.start, s.stop] for s in todo], dtype=np.int64)
+        # Materialise the (tiny) id range first: its read tasks would otherwise queue behind the
+        # writer actors that hold every CPU, and the build would deadlock on small clusters.
+        ids = ray.data.range(len(todo), override_num_blocks=len(todo)).materialize()
+        ds = ids.map_batches(
             ShardWriter,
-            fn_constructor_kwargs={"config_json": config.model_dump_json(), "lake": lake},
+            fn_constructor_kwargs={"config_json": config.model_dump_json(), "lake": lake, "plan": plan},
             batch_size=1,
             compute=ray.data.ActorPoolStrategy(size=min(workers, len(todo))),
             num_cpus=1,
