@@ -137,11 +137,11 @@ def make_graph(
     """
     from torch_geometric.data import Data
 
-    pos = torch.as_tensor(np.asarray(positions, dtype=np.float64)).reshape(-1, 3).float()
-    box = torch.as_tensor(np.asarray(cell, dtype=np.float64)).reshape(3, 3).float()
+    pos = torch.tensor(np.asarray(positions, dtype=np.float64)).reshape(-1, 3).float()
+    box = torch.tensor(np.asarray(cell, dtype=np.float64)).reshape(3, 3).float()
     edge_index, shift = neighbor_list(pos.double(), box.double(), cutoff, pbc, max_neighbors)
     data = Data(
-        z=torch.as_tensor(np.asarray(numbers, dtype=np.int64)),
+        z=torch.tensor(np.asarray(numbers, dtype=np.int64)),
         pos=pos,
         cell=box.unsqueeze(0),
         edge_index=edge_index,
@@ -151,9 +151,9 @@ def make_graph(
     if energy is not None:
         data.energy = torch.tensor([float(energy)], dtype=torch.float32)
     if forces is not None:
-        data.forces = torch.as_tensor(np.asarray(forces, dtype=np.float32)).reshape(-1, 3)
+        data.forces = torch.tensor(np.asarray(forces, dtype=np.float32)).reshape(-1, 3)
     if stress is not None:
-        data.stress = torch.as_tensor(np.asarray(stress, dtype=np.float32)).reshape(1, 6)
+        data.stress = torch.tensor(np.asarray(stress, dtype=np.float32)).reshape(1, 6)
     return data
 
 
