@@ -51,16 +51,13 @@ def neighbor_list(
         ``edge_index`` (2, E) long ``[src=j, tgt=i]`` and integer image ``shift`` (E, 3) such that
         the vector i → j is ``pos[j] + shift @ cell - pos[i]``.
     """
-    import vesin.torch
-
     pts = torch.as_tensor(positions).detach().to(torch.float64)
     box = torch.as_tensor(cell).detach().to(device=pts.device, dtype=torch.float64).reshape(3, 3)
     if not torch.isfinite(pts).all():
         raise StructureError("non-finite atomic positions")
     if pbc and abs(float(torch.linalg.det(box))) < 1e-6:
         raise StructureError("degenerate cell (zero volume)")
-    nl = vesin.torch.NeighborList(cutoff=float(cutoff), full_list=True)
-    i, j, shift, dist = nl.compute(points=pts, box=box, periodic=pbc, quantities="ijSd")
+    i, j, shift, dist = _vesin(pts, box, float(cutoff), pbc)
     i, j, shift = i.long(), j.long(), shift.long()
     if max_neighbors is not None and len(i) and int(torch.bincount(i).max()) > max_neighbors:
         order = torch.argsort(i.double() * (4 * cutoff) + dist)  # by centre, then distance
@@ -71,6 +68,30 @@ def neighbor_list(
         keep = rank < max_neighbors
         i, j, shift = i[keep], j[keep], shift[keep]
     return torch.stack([j, i]), shift
+
+
+def _vesin(pts: Tensor, box: Tensor, cutoff: float, pbc: bool) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """vesin-torch on the tensors' device; the numpy vesin on CPU where that is unavailable."""
+    global _TORCH_NL_OK
+    if _TORCH_NL_OK:
+        try:
+            import vesin.torch
+
+            nl = vesin.torch.NeighborList(cutoff=cutoff, full_list=True)
+            i, j, s, d = nl.compute(points=pts, box=box, periodic=pbc, quantities="ijSd")
+            return i, j, s, d
+        except (ImportError, OSError, RuntimeError):  # no vesin-torch build for this torch / device
+            _TORCH_NL_OK = False
+    from vesin import NeighborList
+
+    out = NeighborList(cutoff=cutoff, full_list=True).compute(
+        points=pts.cpu().numpy(), box=box.cpu().numpy(), periodic=pbc, quantities="ijSd"
+    )
+    i, j, s, d = (torch.as_tensor(np.asarray(a)).to(pts.device) for a in out)
+    return i, j, s, d
+
+
+_TORCH_NL_OK = True
 
 
 def atoms_to_graph(

@@ -168,6 +168,7 @@ def train_loop(config: dict[str, Any]) -> None:
             losses.append(float(loss.detach()))
             if budget.expired():
                 break
+        train_s = time.perf_counter() - t0
         evaluator = Potential(model if ema is None else ema.module, cfg.max_neighbors).eval()  # type: ignore[arg-type]
         pe, pf = predict_graphs(evaluator, val_graphs, cfg.batch_size, device)
         te = np.array([float(g.energy) for g in val_graphs])
@@ -188,10 +189,8 @@ def train_loop(config: dict[str, Any]) -> None:
             **{f"val_{k}": v for k, v in m.items()},
             "lr": opt.param_groups[0]["lr"],
             "epoch_s": time.perf_counter() - t0,
-            "train_structures_per_s": len(losses)
-            * cfg.batch_size
-            * world
-            / max(time.perf_counter() - t0, 1e-9),
+            "train_s": train_s,
+            "train_structures_per_s": len(losses) * cfg.batch_size * world / max(train_s, 1e-9),
         }
         history.append({**metrics, "resumed": resumed})
         if is_rank_zero():
