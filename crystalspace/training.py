@@ -75,9 +75,14 @@ class TrainOutcome:
 
 
 def run_training(
-    loop: Callable[[dict[str, Any]], None], loop_config: dict[str, Any], settings: TrainSettings
+    loop: Callable[[dict[str, Any]], None],
+    loop_config: dict[str, Any],
+    settings: TrainSettings,
+    epochs: int | None = None,
 ) -> TrainOutcome:
     """Run ``loop(loop_config)`` on every worker through ``TorchTrainer`` and collect the outcome.
+
+    With ``epochs`` given, progress (one step per checkpoint written) is shown while it runs.
 
     Raises :class:`NonFiniteLossError` (or :class:`TrainingError`) when a worker reported one.
     """
@@ -106,7 +111,9 @@ def run_training(
             checkpoint_config=CheckpointConfig(num_to_keep=settings.num_to_keep),
         ),
     )
-    result = trainer.fit()
+    result = _fit_with_progress(
+        trainer, Path(storage) / settings.name if "://" not in storage else None, epochs
+    )
     returned = getattr(result, "return_value", None)
     if isinstance(returned, dict) and returned.get(ERROR_KEY):
         message = str(returned[ERROR_KEY])
@@ -116,6 +123,37 @@ def run_training(
     history = [{k: v for k, v in r.items() if not k.startswith(("config", "_"))} for r in history]
     state = _load_state(result.checkpoint) if result.checkpoint is not None else None
     return TrainOutcome(history=history, state=state, path=str(Path(storage) / settings.name))
+
+
+def _fit_with_progress(trainer: Any, run_dir: Path | None, epochs: int | None) -> Any:
+    """``trainer.fit()`` in a thread while the caller's thread counts new checkpoint directories."""
+    import threading
+
+    from crystalspace.runtime import progress
+
+    if run_dir is None or epochs is None:
+        return trainer.fit()
+    box: dict[str, Any] = {}
+
+    def fit() -> None:
+        try:
+            box["result"] = trainer.fit()
+        except BaseException as exc:  # re-raised in the caller's thread
+            box["error"] = exc
+
+    thread = threading.Thread(target=fit, daemon=True)
+    thread.start()
+    seen: set[str] = set()
+    with progress(epochs, f"training {run_dir.name}", unit="epochs") as bar:
+        while thread.is_alive():
+            thread.join(timeout=2.0)
+            new = {p.name for p in run_dir.glob("checkpoint_*")} - seen
+            for name in sorted(new):
+                seen.add(name)
+                bar.advance(1)
+    if "error" in box:
+        raise box["error"]
+    return box["result"]
 
 
 def guarded(loop: Callable[[dict[str, Any]], None]) -> Callable[[dict[str, Any]], dict[str, str] | None]:

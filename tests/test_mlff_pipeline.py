@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
@@ -21,7 +23,7 @@ from crystalspace.mlff.data import labelled_rows, load_material, split_frames
 from crystalspace.mlff.ingest import ingest
 from crystalspace.registry import RegistryError, list_entries, load_entry, save_entry
 
-DATA = "/work/shared/data/mlff_reference"
+DATA = str(Path(__file__).parent / "data" / "mlff_subset")  # 300 frames per material, see README there
 SMALL = "pipelines/configs/mlff_small.yaml"
 
 
@@ -103,14 +105,9 @@ def test_splits_and_missing_forces() -> None:
     assert set(np.unique(temps[split.train], return_counts=True)[1]) == {20}  # per temperature
     assert not set(split.train) & set(split.val)
     assert not set(split.test) & (set(split.train) | set(split.val))
-    broken = table.slice(0, 4).set_column(
-        table.column_names.index("forces"),
-        "forces",
-        pq.read_table(f"{DATA}/Li3PS4.parquet")["forces"].slice(0, 4).fill_null(None),
-    )
-    nulls = broken.set_column(
-        broken.column_names.index("forces"), "forces", [[None, *broken["forces"].to_pylist()[1:]]]
-    )
+    broken = table.slice(0, 4)
+    forces = pa.array([None, *broken["forces"].to_pylist()[1:]], broken["forces"].type)
+    nulls = broken.set_column(broken.column_names.index("forces"), "forces", forces)
     with pytest.raises(StructureError, match="lacks forces"):
         labelled_rows(nulls, name="x")
     with pytest.raises(StructureError, match="no reference data"):

@@ -243,7 +243,7 @@ def train_model(
         "val_rows": ray.put(val_rows),
         "crash_once_at_epoch": crash_once_at_epoch,
     }
-    outcome = run_training(train_loop, loop_config, settings)
+    outcome = run_training(train_loop, loop_config, settings, epochs=cfg.epochs)
     if outcome.state is None or outcome.state.get("best_state") is None:
         from crystalspace.training import TrainingError
 
