@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -26,10 +27,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from crystalspace.mlff.data import labelled_rows, load_material
-from crystalspace.mlff.models import MODELS, build_model
-from crystalspace.mlff.potential import Potential
-from crystalspace.mlff.train import rows_to_graphs
+# Run from a checkout without installing: the repository root goes on the path of this process
+# and (through PYTHONPATH) of the Ray workers it starts.
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+
+from crystalspace.mlff.data import labelled_rows, load_material  # noqa: E402
+from crystalspace.mlff.models import MODELS, build_model  # noqa: E402
+from crystalspace.mlff.potential import Potential  # noqa: E402
+from crystalspace.mlff.train import rows_to_graphs  # noqa: E402
 
 
 def _sync(device: torch.device) -> None:

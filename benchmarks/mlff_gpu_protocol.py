@@ -19,14 +19,21 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
 import torch
 
-from crystalspace.config import make_mlff_config
-from crystalspace.mlff.evaluate import evaluate_models, format_table
-from crystalspace.mlff.train import train_model
+# Run from a checkout without installing: the repository root goes on the path of this process
+# and (through PYTHONPATH) of the Ray workers it starts.
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+
+from crystalspace.config import make_mlff_config  # noqa: E402
+from crystalspace.mlff.evaluate import evaluate_models, format_table  # noqa: E402
+from crystalspace.mlff.train import train_model  # noqa: E402
 
 SIZES = {
     "schnet": {"hidden": 128, "layers": 4},

@@ -217,6 +217,30 @@ def test_end_to_end_train_resume_registry_evaluate(ray_session, tmp_path) -> Non
     assert (out / "direct_prediction.csv").exists()
     assert all((out / f"parity_{m}.png").stat().st_size > 5000 for m in ("LGPS", "Li3PS4", "Li4GeS4"))
 
+    from crystalspace.cli import app
+
+    res = CliRunner().invoke(
+        app,
+        [
+            "mlff",
+            "evaluate",
+            str(result.entry),
+            "--config",
+            SMALL,
+            "--set",
+            f"data={DATA}",
+            "--frames",
+            "10",
+            "--out",
+            str(tmp_path / "cli"),
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    assert "| schnet-lgps-v1 | Li4GeS4 | 10 |" in res.output
+    bad = CliRunner().invoke(app, ["mlff", "evaluate", str(tmp_path / "nope"), "--config", SMALL])
+    assert bad.exit_code == 2
+    assert "no such registry entry" in bad.output
+
     # the saved model as an ASE calculator and as the batched MD force provider
     pot = load_potential(result.entry)
     frame = labelled_rows(load_material(DATA, "LGPS").slice(0, 2))
