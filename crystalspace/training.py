@@ -147,7 +147,7 @@ def _fit_with_progress(trainer: Any, run_dir: Path | None, epochs: int | None) -
     with progress(epochs, f"training {run_dir.name}", unit="epochs") as bar:
         while thread.is_alive():
             thread.join(timeout=2.0)
-            new = {p.name for p in run_dir.glob("checkpoint_*")} - seen
+            new = {p.name for p in run_dir.glob("checkpoint_*") if p.is_dir()} - seen
             for name in sorted(new):
                 seen.add(name)
                 bar.advance(1)
