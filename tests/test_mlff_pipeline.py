@@ -259,3 +259,39 @@ def test_end_to_end_train_resume_registry_evaluate(ray_session, tmp_path) -> Non
     np.testing.assert_allclose(atoms.get_forces(), f[0].numpy(), atol=1e-4)
     assert atoms.get_stress().shape == (6,)
     assert json.loads((result.entry / "config.json").read_text())["conservative"] is True
+
+
+def test_training_helpers(tmp_path) -> None:
+    from crystalspace.training import Budget, NonFiniteLossError, check_finite, plot_learning_curves
+
+    assert Budget(None).expired() is False
+    assert Budget(10.0, already=11.0).expired() is True
+    assert Budget(10.0, already=0.0).expired() is False
+    check_finite(torch.tensor(1.5), "epoch 0 batch 0")
+    with pytest.raises(NonFiniteLossError, match="at epoch 3 batch 7"):
+        check_finite(torch.tensor(float("inf")), "epoch 3 batch 7")
+    history = [{"epoch": e, "val_force_mae": 1.0 / (e + 1), "val_force_r2": 0.5 + 0.1 * e} for e in range(4)]
+    png = plot_learning_curves(history, tmp_path / "curve.png", ["val_force_mae", "val_force_r2", "absent"])
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    assert [p.name for p in tmp_path.iterdir()] == ["curve.png"]
+
+
+def test_batched_provider_accepts_flat_positions_and_checks_shapes() -> None:
+    from crystalspace.mlff.models import build_model
+    from crystalspace.mlff.potential import Potential
+
+    torch.manual_seed(0)
+    pot = Potential(build_model("painn", cutoff=4.0, hidden=8, layers=1))
+    rows = labelled_rows(load_material(DATA, "Li3PS4").slice(0, 3))
+    pos = np.stack([r["positions"].reshape(-1, 3) for r in rows])
+    cell = np.stack([r["cell"].reshape(3, 3) for r in rows])
+    e1, f1 = pot.batched(rows[0]["numbers"], pos, cell)
+    e2, f2 = pot.batched(rows[0]["numbers"], pos.reshape(-1, 3), cell)  # (R·N, 3) works too
+    assert torch.allclose(e1, e2)
+    assert torch.allclose(f1, f2)
+    e, f, s = pot.batched(rows[0]["numbers"], pos, cell, stress=True)
+    assert torch.allclose(f, f1, atol=1e-5)
+    assert s.shape == (3, 3, 3)
+    assert torch.allclose(e, e1, atol=1e-5)
+    with pytest.raises(StructureError, match="cell must be"):
+        pot.batched(rows[0]["numbers"], pos, cell[:2])
