@@ -61,8 +61,8 @@ def split_frames(table: pa.Table, train_per_t: int, val_per_t: int, test: int, s
     train, val = [], []
     for t in np.unique(temps):
         idx = rng.permutation(np.flatnonzero(temps == t))
-        train.append(idx[:train_per_t])
-        val.append(idx[train_per_t : train_per_t + val_per_t])
+        val.append(idx[:val_per_t])  # validation first, so it is never empty when training takes all
+        train.append(idx[val_per_t : val_per_t + train_per_t])
     tr, va = np.sort(np.concatenate(train)), np.sort(np.concatenate(val))
     rest = np.setdiff1d(np.arange(table.num_rows), np.concatenate([tr, va]))
     te = np.sort(rng.permutation(rest)[:test])
