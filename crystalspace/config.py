@@ -129,3 +129,62 @@ def symbols_of(zs: tuple[int, ...]) -> str:
     """Comma-separated element symbols for atomic numbers."""
     symbols = element_table().symbols
     return ",".join(symbols[z] for z in zs)
+
+
+class MLFFConfig(BaseModel):
+    """Force-field training: data split, model, optimiser, Ray Train scaling (mlff pipeline)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    data: str = Field(default="/work/shared/data/mlff_reference", description="reference Parquet dir")
+    train_material: str = Field(default="LGPS", description="material the model is trained on")
+    test_materials: tuple[str, ...] = Field(default=("LGPS", "Li3PS4", "Li4GeS4"))
+    train_per_temperature: int = Field(default=6000, ge=1, description="training frames per temperature")
+    val_per_temperature: int = Field(default=500, ge=1, description="validation frames per temperature")
+    test_frames: int = Field(default=2000, ge=1, description="unseen test frames per material")
+    phase: str | None = Field(default="production", description="MD phase used (None: all frames)")
+    model: str = "schnet"
+    cutoff: float = Field(default=6.0, gt=0, description="neighbour cutoff, Å")
+    max_neighbors: int = Field(default=500, ge=1)
+    hidden: int = Field(default=128, ge=1, description="embedding size")
+    layers: int = Field(default=3, ge=1, description="interaction layers")
+    hparams: dict[str, Any] = Field(default_factory=dict, description="extra model hyper-parameters")
+    epochs: int = Field(default=100, ge=1)
+    batch_size: int = Field(default=8, ge=1)
+    lr: float = Field(default=1e-3, gt=0)
+    energy_weight: float = Field(default=1.0, ge=0, description="weight of the per-atom energy MSE")
+    force_weight: float = Field(default=1000.0, ge=0, description="weight of the force MSE (study: 1:1000)")
+    plateau_patience: int = Field(default=5, ge=1)
+    plateau_factor: float = Field(default=0.5, gt=0, lt=1)
+    ema_decay: float | None = Field(default=None, description="EMA of the weights (e.g. 0.999); None: off")
+    time_budget_s: float | None = Field(default=None, description="wall-clock budget per run (study: 10 h)")
+    num_workers: int = Field(default=1, ge=1)
+    use_gpu: bool = False
+    max_failures: int = Field(default=1, ge=0)
+    seed: int = 0
+    out: str = Field(default="runs/mlff", description="run directory (checkpoints, figures)")
+    registry: str = Field(default="runs/registry", description="saved-model registry root")
+    dataset_name: str = Field(default="lgps", description="dataset part of the registry name")
+
+    def model_hparams(self) -> dict[str, Any]:
+        """Hyper-parameters passed to the model constructor."""
+        return {"cutoff": self.cutoff, "hidden": self.hidden, "layers": self.layers, **self.hparams}
+
+
+def make_mlff_config(file: Path | None = None, overrides: dict[str, Any] | None = None) -> MLFFConfig:
+    """An `MLFFConfig` from an optional YAML file plus overrides (``key=value`` strings allowed)."""
+    data: dict[str, Any] = {}
+    if file is not None:
+        try:
+            data = yaml.safe_load(Path(file).read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"cannot read config {file}: {exc}") from None
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            data[key] = yaml.safe_load(value) if isinstance(value, str) else value
+    try:
+        return MLFFConfig(**data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(f"{where}: {first['msg'].removeprefix('Value error, ')}") from None

@@ -17,6 +17,12 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 #: What each script must print (regular expressions, one per line of output they must match).
 EXPECTED = {
+    "mlff_quickstart.py": [
+        r"^saved schnet-lgps-v1; validation force MAE per epoch",
+        r"^force MAE decreased: True",
+        r"^\| schnet-lgps-v1 \| Li3PS4 \| 50 \|",
+        r"^ASE energy (-?[0-9.]+) eV = batched \1 eV; forces \(4, 16, 3\)",
+    ],
     "space_count.py": [r"^\s*2\s+645\s+57\s", r"^\s*4\s+57,345\s+24,185\s"],
     "space_explain.py": [
         r"^ZnO: standard - 2 charge-neutral",

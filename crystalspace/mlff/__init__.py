@@ -1,0 +1,1 @@
+"""Machine-learning force fields: models, the autograd potential, training, evaluation, reference data."""

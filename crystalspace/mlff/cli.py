@@ -1,0 +1,124 @@
+"""``crystalspace mlff``: reference data, ingestion, training and evaluation of force fields."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from crystalspace.errors import user_errors
+
+app = typer.Typer(
+    help="Machine-learning force fields: reference data, training, evaluation.", no_args_is_help=True
+)
+
+ConfigOpt = Annotated[
+    Path | None, typer.Option("--config", help="YAML config (pipelines/configs/mlff_*.yaml)")
+]
+SetOpt = Annotated[list[str] | None, typer.Option("--set", help="config override key=value")]
+
+
+def _config(config: Path | None, sets: list[str] | None, **values: object) -> object:
+    from crystalspace.config import ConfigError, make_mlff_config
+
+    overrides: dict[str, object] = {}
+    for item in sets or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--set expects key=value, got {item!r}")
+        overrides[key.strip()] = value.strip()
+    overrides.update({k: v for k, v in values.items() if v is not None})
+    return make_mlff_config(config, overrides)
+
+
+@app.command("reference")
+@user_errors
+def reference(
+    structures: Annotated[
+        list[Path], typer.Argument(help="structure files (CIF, POSCAR, ...); name = file stem")
+    ],
+    out: Annotated[Path, typer.Option("--out", help="output directory (one <material>.parquet each)")],
+    temperatures: Annotated[str, typer.Option("--temperatures", help="K, comma-separated")] = "800,1000,1200",
+    runs: Annotated[int, typer.Option("--runs", help="independent runs per temperature")] = 1,
+    steps: Annotated[int, typer.Option("--steps", help="MD steps per run (2 fs)")] = 500,
+    interval: Annotated[int, typer.Option("--interval", help="record every N steps")] = 10,
+    equilibration: Annotated[int, typer.Option("--equilibration", help="steps before recording")] = 0,
+) -> None:
+    """Reference MD with CHGNet (Ray tasks, offline) for any structures → structure-row Parquet."""
+    from crystalspace.config import ConfigError
+    from crystalspace.mlff.reference import generate_reference, load_structures
+
+    try:
+        temps = [float(t) for t in temperatures.split(",") if t.strip()]
+    except ValueError:
+        raise ConfigError(f"--temperatures expects numbers, got {temperatures!r}") from None
+    paths = generate_reference(load_structures(structures), temps, out, runs, steps, interval, equilibration)
+    for name, path in paths.items():
+        print(f"{name}: {path}")
+
+
+@app.command("ingest")
+@user_errors
+def ingest(
+    files: Annotated[list[Path], typer.Argument(help="vasprun.xml / OUTCAR / XDATCAR / extxyz files")],
+    out: Annotated[Path, typer.Option("--out", help="output Parquet file")],
+    material: Annotated[str | None, typer.Option("--material", help="material column value")] = None,
+    labels: Annotated[bool, typer.Option("--labels/--no-labels", help="require energy and forces")] = True,
+) -> None:
+    """Read AIMD output into structure rows (one Parquet file)."""
+    from crystalspace.mlff.ingest import ingest as run
+
+    n = run(files, out, material, require_labels=labels)
+    print(f"ingested {n} frames -> {out}")
+
+
+@app.command("train")
+@user_errors
+def train(
+    config: ConfigOpt = None,
+    model: Annotated[
+        str | None, typer.Option("--model", help="schnet|dimenetpp|cgcnn|painn|nequip|forcenet")
+    ] = None,
+    sets: SetOpt = None,
+) -> None:
+    """Train one model on Ray Train and save the best one to the registry."""
+    from crystalspace.mlff.train import train_model
+
+    cfg = _config(config, sets, model=model)
+    result = train_model(cfg)  # type: ignore[arg-type]
+    m = result.metrics
+    print(
+        f"saved {result.entry}  (best epoch {m['best_epoch']}: val force MAE {m['val_force_mae']:.4f} eV/Å, "
+        f"R² {m['val_force_r2']:.3f}, energy MAE {1000 * m['val_energy_mae']:.2f} meV/atom)"
+    )
+    print(f"learning curve: {result.curve}")
+
+
+@app.command("evaluate")
+@user_errors
+def evaluate(
+    models: Annotated[list[str], typer.Argument(help="registry entries (paths or names under --registry)")],
+    config: ConfigOpt = None,
+    sets: SetOpt = None,
+    out: Annotated[Path, typer.Option("--out", help="directory for the table and parity plots")] = Path(
+        "runs/mlff/evaluation"
+    ),
+    frames: Annotated[int | None, typer.Option("--frames", help="unseen test frames per material")] = None,
+    device: Annotated[str, typer.Option("--device")] = "cpu",
+) -> None:
+    """Direct-prediction table (energy/force MAE, R²) per model × material, and force parity plots."""
+    from crystalspace.mlff.evaluate import evaluate_models, format_table
+
+    cfg = _config(config, sets)
+    results = evaluate_models(
+        list(models),
+        cfg.data,  # type: ignore[attr-defined]
+        list(cfg.test_materials),  # type: ignore[attr-defined]
+        out,
+        n_test=frames or cfg.test_frames,  # type: ignore[attr-defined]
+        device=device,
+        registry=cfg.registry,  # type: ignore[attr-defined]
+    )
+    print(format_table(results))
+    print(f"written: {out}/direct_prediction.csv, parity_<material>.png")
