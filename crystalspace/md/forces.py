@@ -1,0 +1,204 @@
+"""Batched force providers: the one protocol the MD engine talks to.
+
+A force provider is a callable ``(numbers[N], positions[R, N, 3], cell[R, 3, 3]) -> (energy[R],
+forces[R, N, 3])`` on torch tensors (eV, Å, eV/Å; float64 or float32, any device). ``R`` replicas of
+the same composition are evaluated in one call, which is what makes small-cell MD fast on a GPU.
+Providers are registered by name (:func:`get_provider`), so a trained MLFF plugs in next to the
+built-in :class:`PairPotential` and the :class:`AseCalculatorProvider` adapter.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+import numpy as np
+import torch
+
+from crystalspace.errors import UserError
+
+if TYPE_CHECKING:
+    from ase.calculators.calculator import Calculator
+
+
+class ForceProviderError(UserError, ValueError):
+    """Unknown provider name or a provider that cannot serve the request."""
+
+
+@runtime_checkable
+class ForceProvider(Protocol):
+    """Batched energies and forces for ``R`` replicas of one composition."""
+
+    def __call__(
+        self, numbers: torch.Tensor, positions: torch.Tensor, cell: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+
+# --------------------------------------------------------------------------------------------- pair
+ANIONS = frozenset({7, 8, 9, 16, 17, 34, 35, 52, 53})
+
+
+class PairPotential(torch.nn.Module):
+    """A cheap differentiable Morse pair potential with a smooth cosine cut-off, batched over replicas.
+
+    ``E = Σ_{i<j, images} D_ij [(1 - e^{-a (r - r0_ij)})² - 1] · s(r)`` with ``r0_ij`` the sum of
+    ASE covalent radii times ``r0_scale``; cation–anion pairs bind with ``d_bond`` eV, all other
+    pairs with the weak ``d_weak``. ``s(r)`` tapers from 1 at ``cutoff - taper`` to 0 at ``cutoff``.
+    Periodic images are summed explicitly (every image within the cut-off, so cells narrower than
+    twice the cut-off are exact, unlike the minimum-image convention). Forces come from autograd.
+    It is a test and benchmark potential with sensible Li–P–S–Ge bonding, not a physical model.
+    """
+
+    def __init__(
+        self,
+        cutoff: float = 5.0,
+        taper: float = 1.0,
+        alpha: float = 1.6,
+        d_bond: float = 0.6,
+        d_weak: float = 0.03,
+        r0_scale: float = 1.15,
+    ) -> None:
+        super().__init__()
+        self.cutoff, self.taper, self.alpha = cutoff, taper, alpha
+        self.d_bond, self.d_weak, self.r0_scale = d_bond, d_weak, r0_scale
+
+    def pair_tables(self, numbers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per-pair ``D`` (eV) and ``r0`` (Å) matrices for one composition."""
+        from ase.data import covalent_radii
+
+        z = np.asarray(numbers, dtype=int)
+        rcov = covalent_radii[z]
+        r0 = self.r0_scale * (rcov[:, None] + rcov[None, :])
+        anion = np.isin(z, list(ANIONS))
+        bond = anion[:, None] ^ anion[None, :]
+        depth = np.where(bond, self.d_bond, self.d_weak)
+        return depth, r0
+
+    def energy(self, numbers: torch.Tensor, positions: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
+        """Energies ``[R]`` of ``positions [R, N, 3]`` in cells ``[R, 3, 3]``."""
+        dtype, device = positions.dtype, positions.device
+        depth_np, r0_np = self.pair_tables(numbers.detach().cpu().numpy())
+        depth = torch.as_tensor(depth_np, dtype=dtype, device=device)
+        r0 = torch.as_tensor(r0_np, dtype=dtype, device=device)
+        shifts = image_shifts(cell, self.cutoff).to(dtype)  # [S, 3]
+        offsets = torch.einsum("sk,rkj->rsj", shifts, cell.to(dtype))  # [R, S, 3]
+        diff = positions[:, None, :, None, :] - positions[:, None, None, :, :]  # [R, 1, N, N, 3]
+        vec = diff + offsets[:, :, None, None, :]  # [R, S, N, N, 3] (r_j + L - r_i)... sign irrelevant
+        r2 = (vec * vec).sum(-1)
+        n = positions.shape[1]
+        zero = (shifts.abs().sum(-1) == 0)[:, None, None] & torch.eye(n, dtype=torch.bool, device=device)
+        inside = (r2 < self.cutoff**2) & ~zero[None]
+        r = torch.sqrt(torch.where(inside, r2, torch.ones_like(r2)))
+        x = torch.exp(-self.alpha * (r - r0))
+        morse = depth * ((1 - x) ** 2 - 1)
+        t = ((r - (self.cutoff - self.taper)) / self.taper).clamp(0, 1)
+        switch = 0.5 * (1 + torch.cos(math.pi * t))
+        pair = torch.where(inside, morse * switch, torch.zeros_like(r))
+        return 0.5 * pair.sum(dim=(1, 2, 3))
+
+    def forward(
+        self, numbers: torch.Tensor, positions: torch.Tensor, cell: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        with torch.enable_grad():
+            pos = positions.detach().requires_grad_(True)
+            energy = self.energy(numbers, pos, cell)
+            (grad,) = torch.autograd.grad(energy.sum(), pos)
+        return energy.detach(), -grad.detach()
+
+
+def image_shifts(cell: torch.Tensor, cutoff: float) -> torch.Tensor:
+    """Integer lattice shifts ``[S, 3]`` that cover every image within ``cutoff`` for all cells."""
+    c = cell.detach().to(torch.float64).reshape(-1, 3, 3)
+    volume = torch.linalg.det(c).abs()
+    cross = torch.stack(
+        [torch.linalg.cross(c[:, 1], c[:, 2]), torch.linalg.cross(c[:, 2], c[:, 0]),
+         torch.linalg.cross(c[:, 0], c[:, 1])], dim=1
+    )
+    widths = volume[:, None] / cross.norm(dim=-1)  # perpendicular widths [R, 3]
+    reach = torch.ceil(cutoff / widths.min(dim=0).values).to(torch.int64).tolist()
+    axes = [torch.arange(-k, k + 1, device=cell.device) for k in reach]
+    return torch.cartesian_prod(*axes).to(cell.device)
+
+
+# ---------------------------------------------------------------------------------------------- ASE
+class AseCalculatorProvider:
+    """Adapter: any ASE calculator (e.g. ``chgnet.model.dynamics.CHGNetCalculator``) as a provider.
+
+    Loops over the replicas (ASE calculators see one structure at a time), so it is for users and
+    for reference results, not for speed.
+    """
+
+    def __init__(self, calculator: Calculator) -> None:
+        self.calculator = calculator
+
+    def __call__(
+        self, numbers: torch.Tensor, positions: torch.Tensor, cell: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        from ase import Atoms
+
+        z = numbers.detach().cpu().numpy()
+        energies, forces = [], []
+        for pos, box in zip(positions.detach().cpu().numpy(), cell.detach().cpu().numpy(), strict=True):
+            atoms = Atoms(numbers=z, positions=pos, cell=box, pbc=True)
+            atoms.calc = self.calculator
+            energies.append(atoms.get_potential_energy())
+            forces.append(atoms.get_forces())
+        e = torch.as_tensor(np.asarray(energies), dtype=positions.dtype, device=positions.device)
+        f = torch.as_tensor(np.asarray(forces), dtype=positions.dtype, device=positions.device)
+        return e, f
+
+
+def provider_calculator(provider: ForceProvider) -> Calculator:
+    """The reverse adapter: a provider as an ASE calculator, so ASE's integrators can run it."""
+    from ase.calculators.calculator import Calculator, all_changes
+
+    class ProviderCalculator(Calculator):
+        implemented_properties = ["energy", "forces", "free_energy"]
+
+        def calculate(self, atoms: Any = None, properties: Any = None, system_changes: Any = all_changes) -> None:
+            super().calculate(atoms, properties, system_changes)
+            pos = torch.as_tensor(self.atoms.positions, dtype=torch.float64)[None]
+            box = torch.as_tensor(np.asarray(self.atoms.cell[:]), dtype=torch.float64)[None]
+            e, f = provider(torch.as_tensor(self.atoms.numbers), pos, box)
+            self.results = {"energy": float(e[0]), "free_energy": float(e[0]), "forces": f[0].numpy()}
+
+    return ProviderCalculator()
+
+
+# ------------------------------------------------------------------------------------------ registry
+_REGISTRY: dict[str, Callable[..., ForceProvider]] = {}
+
+
+def register_provider(name: str, factory: Callable[..., ForceProvider]) -> None:
+    """Make ``factory(**kwargs)`` available as ``get_provider(name, **kwargs)`` (e.g. an MLFF loader)."""
+    _REGISTRY[name] = factory
+
+
+def _chgnet(**kwargs: Any) -> ForceProvider:
+    from chgnet.model.dynamics import CHGNetCalculator
+
+    return AseCalculatorProvider(CHGNetCalculator(use_device=kwargs.get("device", "cpu")))
+
+
+register_provider("pair", PairPotential)
+register_provider("chgnet", _chgnet)
+
+
+def get_provider(name: str, **kwargs: Any) -> ForceProvider:
+    """A force provider by name (``pair``, ``chgnet``, or anything registered), or by model file path.
+
+    A name that is an existing file is loaded with ``crystalspace.mlff`` when that package provides
+    ``load_force_provider`` (the trained force-field zoo).
+    """
+    from pathlib import Path
+
+    if name in _REGISTRY:
+        return _REGISTRY[name](**kwargs)
+    if Path(name).exists():
+        try:
+            from crystalspace.mlff import load_force_provider  # type: ignore[attr-defined]
+        except ImportError as exc:
+            raise ForceProviderError(f"{name}: model files need crystalspace.mlff ({exc})") from None
+        return load_force_provider(name, **kwargs)  # type: ignore[no-any-return]
+    raise ForceProviderError(f"unknown force provider {name!r}; known: {', '.join(sorted(_REGISTRY))} or a model path")
