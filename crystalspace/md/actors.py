@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -103,9 +104,10 @@ def run_md(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     specs = plan_replicas(list(structures), temperatures, repeats)
-    remote = ray.remote(ReplicaActorImpl)
+    remote: Any = ray.remote(ReplicaActorImpl)
     device = "cuda" if num_gpus > 0 else "cpu"
-    handles, calls = [], []
+    handles: list[Any] = []
+    calls: list[Any] = []
     for material, atoms in structures.items():
         mine = [s for s in specs if s.material == material]
         structure = {"numbers": np.asarray(atoms.numbers), "cell": np.asarray(atoms.cell[:]),
@@ -121,9 +123,13 @@ def run_md(
             )  # fmt: skip
             handles.append(actor)
             calls.append(actor.run.remote())
+    start = time.perf_counter()
     summary = [row for rows in ray.get(calls) for row in rows]
+    wall = time.perf_counter() - start
+    replica_ns = sum(r["last_step"] for r in summary) * protocol.dt_fs * 1e-6
     for actor in handles:
         ray.kill(actor, no_restart=True)
-    (out / "summary.json").write_text(json.dumps({"protocol": protocol.model_dump(), "provider": provider,
-                                                  "replicas": summary}, indent=1))  # fmt: skip
+    (out / "summary.json").write_text(json.dumps({
+        "protocol": protocol.model_dump(), "provider": provider, "wall_s": wall,
+        "ns_per_day": replica_ns / wall * 86400, "replicas": summary}, indent=1))  # fmt: skip
     return summary

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import os
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,7 +40,7 @@ class AnalysisWarning(UserWarning):
 
 
 # --------------------------------------------------------------------------------------- loading
-def load_trajectories(paths: list[str | os.PathLike[str]] | str | os.PathLike[str]) -> pd.DataFrame:
+def load_trajectories(paths: Sequence[str | os.PathLike[str]] | str | os.PathLike[str]) -> pd.DataFrame:
     """Trajectory rows from Parquet files and/or directories of MD chunks, as one DataFrame."""
     import pyarrow.parquet as pq
 
@@ -117,13 +118,15 @@ def einstein_diffusivity(
         notes.append(f"MSD too short: only {win.sum()} lags in the {fit_ps[0]}-{fit_ps[1]} ps fit window")
         win = t_fs > 0
     if win.sum() < 2:
-        return math.nan, math.nan, notes + ["MSD has fewer than 2 lags"]
+        return math.nan, math.nan, [*notes, "MSD has fewer than 2 lags"]
     slope, icpt = np.polyfit(t_fs[win], msd[win], 1)
     fit = slope * t_fs[win] + icpt
     ss = ((msd[win] - msd[win].mean()) ** 2).sum()
     r2 = 1 - ((msd[win] - fit) ** 2).sum() / ss if ss > 0 else 0.0
     if slope <= 0 or msd[win][-1] < 1.0:
-        notes.append(f"MSD too flat ({msd[win][-1]:.2f} Å² at {t_fs[win][-1] / 1000:.1f} ps): no measurable diffusion")
+        notes.append(
+            f"MSD too flat ({msd[win][-1]:.2f} Å² at {t_fs[win][-1] / 1000:.1f} ps): no measurable diffusion"
+        )
     elif r2 < 0.9:
         notes.append(f"MSD not linear over the fit window (R² {r2:.2f})")
     return float(slope / 6 * 0.1), float(r2), notes  # Å²/fs → cm²/s
@@ -153,7 +156,9 @@ def run_diffusion(
     return Diffusion(lag, msd[: n_lag + 1], d, r2, notes)
 
 
-def nernst_einstein(d_cm2_s: np.ndarray | float, n_carriers: int, volume_A3: float, temperature_K: Any) -> Any:
+def nernst_einstein(
+    d_cm2_s: np.ndarray | float, n_carriers: int, volume_A3: float, temperature_K: Any
+) -> Any:
     """Ionic conductivity (S/cm) from tracer diffusivity: ``σ = n q² D / (k_B T)`` (charge +1, Haven ratio 1)."""
     n = n_carriers / (volume_A3 * 1e-30)  # 1/m³
     sigma_s_m = n * E_CHARGE**2 * np.asarray(d_cm2_s) * 1e-4 / (KB_SI * np.asarray(temperature_K))
@@ -271,11 +276,18 @@ class RDF:
 
 
 def rdf(
-    positions: np.ndarray, numbers: np.ndarray, cell: np.ndarray, rmax: float = 6.0, dr: float = 0.05, chunk: int = 16
+    positions: np.ndarray,
+    numbers: np.ndarray,
+    cell: np.ndarray,
+    rmax: float = 6.0,
+    dr: float = 0.05,
+    smear: float = 0.1,
+    chunk: int = 16,
 ) -> RDF:
     """RDFs of frames ``positions [F, N, 3]`` in a fixed ``cell``, vectorised with explicit periodic images.
 
     ``g_ab(r) = V · n_ab(r) / (F · N_a N_b' · 4π r² dr)`` over ordered pairs, so every g → 1 at large r.
+    Pair counts are smeared with a Gaussian of ``smear`` Å (0: plain histogram) so short runs compare.
     """
     from ase.data import chemical_symbols
 
@@ -289,7 +301,7 @@ def rdf(
     zi = np.searchsorted(elems, z)
     pid = pair_id[zi[:, None], zi[None, :]]  # [N, N]
     offsets = _image_shifts(cell, rmax) @ cell  # [S, 3]
-    n_bins = int(round(rmax / dr))
+    n_bins = round(rmax / dr)
     counts = np.zeros((len(pairs), n_bins))
     dmin = math.inf
     n = z.size
@@ -297,13 +309,19 @@ def rdf(
     self_pair[np.flatnonzero((offsets == 0).all(1))[0]] = np.eye(n, dtype=bool)
     for s in range(0, len(positions), chunk):
         p = np.asarray(positions[s : s + chunk], dtype=np.float64)
-        d = np.linalg.norm(p[:, None, None, :, :] - p[:, None, :, None, :] + offsets[None, :, None, None, :], axis=-1)
+        d = np.linalg.norm(
+            p[:, None, None, :, :] - p[:, None, :, None, :] + offsets[None, :, None, None, :], axis=-1
+        )
         d = np.where(self_pair[None], np.inf, d)
         dmin = min(dmin, float(d.min()))
         keep = d < rmax
         b = (d[keep] / dr).astype(int)
-        k = np.broadcast_to(pid[None, None], d.shape)[keep]
-        counts += np.bincount(k * n_bins + b, minlength=len(pairs) * n_bins).reshape(len(pairs), n_bins)
+        kind = np.broadcast_to(pid[None, None], d.shape)[keep]
+        counts += np.bincount(kind * n_bins + b, minlength=len(pairs) * n_bins).reshape(len(pairs), n_bins)
+    if smear > 0:
+        from scipy.ndimage import gaussian_filter1d
+
+        counts = gaussian_filter1d(counts, smear / dr, axis=1, mode="constant")
     r = (np.arange(n_bins) + 0.5) * dr
     shell = 4 * np.pi * r**2 * dr
     vol = abs(np.linalg.det(cell))
@@ -317,7 +335,7 @@ def rdf(
     return RDF(r, partial, total, dmin)
 
 
-def frames_rdf(g: pd.DataFrame, rmax: float = 6.0, dr: float = 0.05, max_frames: int = 100) -> RDF:
+def frames_rdf(g: pd.DataFrame, rmax: float = 6.0, dr: float = 0.05, max_frames: int = 50) -> RDF:
     """RDF of (at most ``max_frames`` evenly spaced) frames of one trajectory table (one material)."""
     if g.empty:
         raise AnalysisError("no frames for the RDF")
@@ -353,7 +371,10 @@ def first_peak(r: RDF) -> float:
 
 
 def stability_verdict(
-    model: RDF, reference: RDF, threshold: float = RDF_STABLE_MAE, fusion_distance: float = 0.9,
+    model: RDF,
+    reference: RDF,
+    threshold: float = RDF_STABLE_MAE,
+    fusion_distance: float = 0.9,
     stopped_reasons: list[str] | None = None,
 ) -> tuple[str, str, float]:
     """``(verdict, failure_mode, mae)``: stable/unstable with the study's failure modes.

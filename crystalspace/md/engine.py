@@ -52,8 +52,8 @@ class MDProtocol(BaseModel):
     record_every: int = 10
     record_every_ramp: int = 25
     checkpoint_every: int = 500
-    fusion_distance: float = Field(0.6, description="Å; closer atoms = atom fusion")
-    runaway_factor: float = Field(3.0, description="stop when T_inst > factor × target + 300 K")
+    fusion_distance: float = Field(default=0.6, description="Å; closer atoms = atom fusion")
+    runaway_factor: float = Field(default=3.0, description="stop when T_inst > factor × target + 300 K")
     check_every: int = 10
     dtype: Literal["float64", "float32"] = "float64"
 
@@ -89,7 +89,9 @@ def min_distances(positions: torch.Tensor, cell: torch.Tensor, cutoff: float = 3
     diff = positions[:, None, :, None, :] - positions[:, None, None, :, :] + offsets[:, :, None, None, :]
     r2 = (diff * diff).sum(-1)
     n = positions.shape[1]
-    self_pair = (shifts.abs().sum(-1) == 0)[:, None, None] & torch.eye(n, dtype=torch.bool, device=positions.device)
+    self_pair = (shifts.abs().sum(-1) == 0)[:, None, None] & torch.eye(
+        n, dtype=torch.bool, device=positions.device
+    )
     r2 = torch.where(self_pair[None], torch.full_like(r2, math.inf), r2)
     return r2.flatten(1).min(dim=1).values.sqrt()
 
@@ -118,12 +120,16 @@ class ReplicaBatch:
         self.device = torch.device(device)
         r = len(specs)
         self.numbers = torch.as_tensor(np.asarray(numbers, dtype=np.int64), device=self.device)
-        self.cell = torch.as_tensor(np.asarray(cell, dtype=np.float64).reshape(3, 3), dtype=self.dtype,
-                                    device=self.device)[None].repeat(r, 1, 1)
+        self.cell = torch.as_tensor(
+            np.asarray(cell, dtype=np.float64).reshape(3, 3), dtype=self.dtype, device=self.device
+        )[None].repeat(r, 1, 1)
         self.provider = provider
-        masses = torch.as_tensor(atomic_masses[np.asarray(numbers, dtype=int)], dtype=self.dtype, device=self.device)
-        pos = torch.as_tensor(np.asarray(positions, dtype=np.float64).reshape(-1, 3), dtype=self.dtype,
-                              device=self.device)[None].repeat(r, 1, 1)
+        masses = torch.as_tensor(
+            atomic_masses[np.asarray(numbers, dtype=int)], dtype=self.dtype, device=self.device
+        )
+        pos = torch.as_tensor(
+            np.asarray(positions, dtype=np.float64).reshape(-1, 3), dtype=self.dtype, device=self.device
+        )[None].repeat(r, 1, 1)
         momenta = maxwell_boltzmann(masses, protocol.t0_K, [s.seed for s in specs], self.dtype)
         self.targets = torch.tensor([s.temperature_K for s in specs], dtype=self.dtype, device=self.device)
         self.state = MDState(pos, momenta.to(self.device), masses, torch.zeros(r), torch.zeros_like(pos))
@@ -139,7 +145,9 @@ class ReplicaBatch:
     # ------------------------------------------------------------------------------ set-up/resume
     def _new_nhc(self) -> NoseHooverChain:
         p = self.protocol
-        return NoseHooverChain(self.targets, int(self.numbers.numel()), p.tdamp_steps * p.dt_fs * FS, p.tchain, p.tloop)
+        return NoseHooverChain(
+            self.targets, int(self.numbers.numel()), p.tdamp_steps * p.dt_fs * FS, p.tchain, p.tloop
+        )
 
     def _forces(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         e, f = self.provider(self.numbers, positions, self.cell)
@@ -224,7 +232,9 @@ class ReplicaBatch:
         finite = (torch.isfinite(s.energy) & torch.isfinite(s.forces).flatten(1).all(1)
                   & torch.isfinite(s.positions).flatten(1).all(1)).cpu().numpy()  # fmt: skip
         temp = s.temperature().cpu().numpy()
-        dmin = min_distances(torch.nan_to_num(s.positions), self.cell, max(3.0, p.fusion_distance)).cpu().numpy()
+        dmin = (
+            min_distances(torch.nan_to_num(s.positions), self.cell, max(3.0, p.fusion_distance)).cpu().numpy()
+        )
         runaway = p.runaway_factor * np.maximum(self.targets.cpu().numpy(), p.t0_K) + 300
         for i in np.flatnonzero(self.active):
             reason = None
@@ -255,7 +265,7 @@ class ReplicaBatch:
                 "numbers": numbers, "positions": wrapped[i].astype(np.float32).ravel(),
                 "cell": cell.ravel(), "pbc": np.ones(3, dtype=bool), "energy": float(energy[i]),
                 "forces": forces[i].astype(np.float32).ravel(), "stress": None, "source": self.source,
-                "material": spec.material, "temperature_K": int(round(spec.temperature_K)),
+                "material": spec.material, "temperature_K": round(spec.temperature_K),
                 "run": int(spec.run), "replica": int(spec.replica), "seed": int(spec.seed),
                 "step": int(self.step), "time_fs": float(self.step * p.dt_fs), "phase": phase,
                 "temperature_inst_K": float(temp[i]),

@@ -40,11 +40,12 @@ ANIONS = frozenset({7, 8, 9, 16, 17, 34, 35, 52, 53})
 
 
 class PairPotential(torch.nn.Module):
-    """A cheap differentiable Morse pair potential with a smooth cosine cut-off, batched over replicas.
+    """A cheap differentiable pair potential with a smooth cosine cut-off, batched over replicas.
 
-    ``E = Σ_{i<j, images} D_ij [(1 - e^{-a (r - r0_ij)})² - 1] · s(r)`` with ``r0_ij`` the sum of
-    ASE covalent radii times ``r0_scale``; cation–anion pairs bind with ``d_bond`` eV, all other
-    pairs with the weak ``d_weak``. ``s(r)`` tapers from 1 at ``cutoff - taper`` to 0 at ``cutoff``.
+    Cation–anion pairs bind with a Morse term ``D [(1 - e^{-a (r - r0)})² - 1]`` (``D = d_bond`` eV,
+    ``r0`` = sum of ASE covalent radii × ``r0_scale``); all other pairs only repel,
+    ``d_weak · e^{-2a (r - r0')}`` with ``r0'`` = covalent sum × ``r_nonbond_scale``. Every term is
+    multiplied by ``s(r)``, which tapers from 1 at ``cutoff - taper`` to 0 at ``cutoff``.
     Periodic images are summed explicitly (every image within the cut-off, so cells narrower than
     twice the cut-off are exact, unlike the minimum-image convention). Forces come from autograd.
     It is a test and benchmark potential with sensible Li–P–S–Ge bonding, not a physical model.
@@ -57,41 +58,48 @@ class PairPotential(torch.nn.Module):
         alpha: float = 1.6,
         d_bond: float = 0.6,
         d_weak: float = 0.03,
-        r0_scale: float = 1.15,
+        r0_scale: float = 1.0,
+        r_nonbond_scale: float = 1.3,
     ) -> None:
         super().__init__()
         self.cutoff, self.taper, self.alpha = cutoff, taper, alpha
-        self.d_bond, self.d_weak, self.r0_scale = d_bond, d_weak, r0_scale
+        self.d_bond, self.d_weak, self.r0_scale, self.r_nonbond_scale = (
+            d_bond,
+            d_weak,
+            r0_scale,
+            r_nonbond_scale,
+        )
 
-    def pair_tables(self, numbers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Per-pair ``D`` (eV) and ``r0`` (Å) matrices for one composition."""
+    def pair_tables(self, numbers: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per-pair ``D`` (eV), ``r0`` (Å) and bonded-mask matrices for one composition."""
         from ase.data import covalent_radii
 
         z = np.asarray(numbers, dtype=int)
         rcov = covalent_radii[z]
-        r0 = self.r0_scale * (rcov[:, None] + rcov[None, :])
         anion = np.isin(z, list(ANIONS))
         bond = anion[:, None] ^ anion[None, :]
+        r0 = np.where(bond, self.r0_scale, self.r_nonbond_scale) * (rcov[:, None] + rcov[None, :])
         depth = np.where(bond, self.d_bond, self.d_weak)
-        return depth, r0
+        return depth, r0, bond
 
     def energy(self, numbers: torch.Tensor, positions: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
         """Energies ``[R]`` of ``positions [R, N, 3]`` in cells ``[R, 3, 3]``."""
         dtype, device = positions.dtype, positions.device
-        depth_np, r0_np = self.pair_tables(numbers.detach().cpu().numpy())
+        depth_np, r0_np, bond_np = self.pair_tables(numbers.detach().cpu().numpy())
         depth = torch.as_tensor(depth_np, dtype=dtype, device=device)
         r0 = torch.as_tensor(r0_np, dtype=dtype, device=device)
+        bond = torch.as_tensor(bond_np, device=device)
         shifts = image_shifts(cell, self.cutoff).to(dtype)  # [S, 3]
         offsets = torch.einsum("sk,rkj->rsj", shifts, cell.to(dtype))  # [R, S, 3]
         diff = positions[:, None, :, None, :] - positions[:, None, None, :, :]  # [R, 1, N, N, 3]
-        vec = diff + offsets[:, :, None, None, :]  # [R, S, N, N, 3] (r_j + L - r_i)... sign irrelevant
+        vec = diff + offsets[:, :, None, None, :]  # [R, S, N, N, 3]
         r2 = (vec * vec).sum(-1)
         n = positions.shape[1]
         zero = (shifts.abs().sum(-1) == 0)[:, None, None] & torch.eye(n, dtype=torch.bool, device=device)
         inside = (r2 < self.cutoff**2) & ~zero[None]
         r = torch.sqrt(torch.where(inside, r2, torch.ones_like(r2)))
         x = torch.exp(-self.alpha * (r - r0))
-        morse = depth * ((1 - x) ** 2 - 1)
+        morse = torch.where(bond, depth * ((1 - x) ** 2 - 1), depth * x * x)
         t = ((r - (self.cutoff - self.taper)) / self.taper).clamp(0, 1)
         switch = 0.5 * (1 + torch.cos(math.pi * t))
         pair = torch.where(inside, morse * switch, torch.zeros_like(r))
@@ -112,8 +120,12 @@ def image_shifts(cell: torch.Tensor, cutoff: float) -> torch.Tensor:
     c = cell.detach().to(torch.float64).reshape(-1, 3, 3)
     volume = torch.linalg.det(c).abs()
     cross = torch.stack(
-        [torch.linalg.cross(c[:, 1], c[:, 2]), torch.linalg.cross(c[:, 2], c[:, 0]),
-         torch.linalg.cross(c[:, 0], c[:, 1])], dim=1
+        [
+            torch.linalg.cross(c[:, 1], c[:, 2]),
+            torch.linalg.cross(c[:, 2], c[:, 0]),
+            torch.linalg.cross(c[:, 0], c[:, 1]),
+        ],
+        dim=1,
     )
     widths = volume[:, None] / cross.norm(dim=-1)  # perpendicular widths [R, 3]
     reach = torch.ceil(cutoff / widths.min(dim=0).values).to(torch.int64).tolist()
@@ -154,9 +166,11 @@ def provider_calculator(provider: ForceProvider) -> Calculator:
     from ase.calculators.calculator import Calculator, all_changes
 
     class ProviderCalculator(Calculator):
-        implemented_properties = ["energy", "forces", "free_energy"]
+        implemented_properties = ("energy", "forces", "free_energy")  # type: ignore[assignment]
 
-        def calculate(self, atoms: Any = None, properties: Any = None, system_changes: Any = all_changes) -> None:
+        def calculate(
+            self, atoms: Any = None, properties: Any = None, system_changes: Any = all_changes
+        ) -> None:
             super().calculate(atoms, properties, system_changes)
             pos = torch.as_tensor(self.atoms.positions, dtype=torch.float64)[None]
             box = torch.as_tensor(np.asarray(self.atoms.cell[:]), dtype=torch.float64)[None]
@@ -197,8 +211,10 @@ def get_provider(name: str, **kwargs: Any) -> ForceProvider:
         return _REGISTRY[name](**kwargs)
     if Path(name).exists():
         try:
-            from crystalspace.mlff import load_force_provider  # type: ignore[attr-defined]
+            from crystalspace.mlff import load_force_provider
         except ImportError as exc:
             raise ForceProviderError(f"{name}: model files need crystalspace.mlff ({exc})") from None
-        return load_force_provider(name, **kwargs)  # type: ignore[no-any-return]
-    raise ForceProviderError(f"unknown force provider {name!r}; known: {', '.join(sorted(_REGISTRY))} or a model path")
+        return load_force_provider(name, **kwargs)
+    raise ForceProviderError(
+        f"unknown force provider {name!r}; known: {', '.join(sorted(_REGISTRY))} or a model path"
+    )

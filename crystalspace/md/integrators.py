@@ -119,7 +119,12 @@ def nhc_step(state: MDState, forces: Forces, dt: float, nhc: NoseHooverChain) ->
 
 
 def langevin_step(
-    state: MDState, forces: Forces, dt: float, temperature_K: torch.Tensor, friction: float, gen: torch.Generator
+    state: MDState,
+    forces: Forces,
+    dt: float,
+    temperature_K: torch.Tensor,
+    friction: float,
+    gen: torch.Generator,
 ) -> None:
     """One BAOAB Langevin step (``friction`` in 1/ASE-time) at per-replica ``temperature_K``."""
     m = state.masses[None, :, None]
@@ -127,7 +132,9 @@ def langevin_step(
     state.positions += 0.5 * dt * state.momenta / m
     c1 = torch.exp(torch.tensor(-friction * dt, dtype=state.momenta.dtype))
     sigma = torch.sqrt((1 - c1**2) * m * KB * temperature_K[:, None, None].to(state.momenta.dtype))
-    noise = torch.randn(state.momenta.shape, generator=gen, dtype=state.momenta.dtype).to(state.momenta.device)
+    noise = torch.randn(state.momenta.shape, generator=gen, dtype=state.momenta.dtype).to(
+        state.momenta.device
+    )
     state.momenta = c1 * state.momenta + sigma * noise
     state.positions += 0.5 * dt * state.momenta / m
     state.energy, state.forces = forces(state.positions)

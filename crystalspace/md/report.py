@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,7 @@ class ModelRun:
     info: dict[str, Any] = field(default_factory=dict)
 
 
-def load_model(name: str, paths: list[str | os.PathLike[str]]) -> ModelRun:
+def load_model(name: str, paths: Sequence[str | os.PathLike[str]]) -> ModelRun:
     """A :class:`ModelRun` from trajectory files/dirs; ``model.json`` / ``summary.json`` next to them add info."""
     info: dict[str, Any] = {}
     for p in map(Path, paths):
@@ -125,11 +126,16 @@ def build_report(
             })  # fmt: skip
             maes, verdicts, modes = [], [], []
             for temp in sorted(prod[prod.material == mat].temperature_K.unique()):
-                ref_t = rdf_ref_frames[(rdf_ref_frames.material == mat) & (rdf_ref_frames.temperature_K == temp)]
+                ref_t = rdf_ref_frames[
+                    (rdf_ref_frames.material == mat) & (rdf_ref_frames.temperature_K == temp)
+                ]
                 mod_t = prod[(prod.material == mat) & (prod.temperature_K == temp)]
                 if ref_t.empty:
                     continue
-                r_ref, r_mod = an.frames_rdf(ref_t, max_frames=rdf_frames), an.frames_rdf(mod_t, max_frames=rdf_frames)
+                r_ref, r_mod = (
+                    an.frames_rdf(ref_t, max_frames=rdf_frames),
+                    an.frames_rdf(mod_t, max_frames=rdf_frames),
+                )
                 verdict, mode, mae = an.stability_verdict(r_mod, r_ref, stopped_reasons=info.get("stopped"))
                 maes.append(mae)
                 verdicts.append(verdict)
@@ -147,7 +153,9 @@ def build_report(
                  "err": f.neg_log10_sigma_room_err, "reference": f.neg_log10_sigma_room, "Ea_eV": f.ea_eV,
                  "Ea_err_eV": f.ea_err_eV, "reference_Ea_eV": f.ea_eV} for mat, f in ref_fits.items()]  # fmt: skip
     tables = {
-        "models": pd.DataFrame(model_rows, columns=["model", "symmetry", "parameters", "epochs", "ns_per_day"]),
+        "models": pd.DataFrame(
+            model_rows, columns=["model", "symmetry", "parameters", "epochs", "ns_per_day"]
+        ),
         "conductivity": pd.DataFrame(ref_rows + cond_rows),
         "errors": pd.DataFrame(err_rows),
         "diffusion": pd.concat(diff_tables, ignore_index=True),
@@ -172,7 +180,7 @@ def _figures(out: Path, rdfs: dict[str, dict[str, tuple[an.RDF, an.RDF]]], summa
 
     for mat, per_model in rdfs.items():
         pairs = list(next(iter(per_model.values()))[1].partial)
-        shown = ["total"] + [p for p in pairs if p.startswith("Li-")][:3]
+        shown = ["total", *[p for p in pairs if p.startswith("Li-")][:3]]
         fig, axes = plt.subplots(1, len(shown), figsize=(4 * len(shown), 3.2), squeeze=False)
         for ax, key in zip(axes[0], shown, strict=True):
             ref = next(iter(per_model.values()))[1]
@@ -191,7 +199,9 @@ def _figures(out: Path, rdfs: dict[str, dict[str, tuple[an.RDF, an.RDF]]], summa
         for k, (name, frames) in enumerate(runs):
             prod = an.production(frames[frames.material == mat], discard_ps)
             for j, temp in enumerate(sorted(prod.temperature_K.unique())):
-                g = prod[(prod.temperature_K == temp) & (prod.run == prod[prod.temperature_K == temp].run.min())]
+                g = prod[
+                    (prod.temperature_K == temp) & (prod.run == prod[prod.temperature_K == temp].run.min())
+                ]
                 if len(g) < 4:
                     continue
                 d = an.run_diffusion(g)

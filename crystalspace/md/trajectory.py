@@ -67,7 +67,8 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any] | None:
     path = Path(path)
     if not path.is_file():
         return None
-    return torch.load(path, weights_only=False)  # type: ignore[no-any-return]
+    payload: dict[str, Any] = torch.load(path, weights_only=False)
+    return payload
 
 
 def read_trajectory(directory: str | os.PathLike[str]) -> pa.Table:
@@ -76,5 +77,7 @@ def read_trajectory(directory: str | os.PathLike[str]) -> pa.Table:
     if not files:
         raise StructureError(f"{directory}: no trajectory chunks")
     table = pa.concat_tables([pq.read_table(p) for p in files], promote_options="default")
-    keys = [(k, "ascending") for k in ("material", "temperature_K", "replica", "step") if k in table.column_names]
+    keys = [
+        (k, "ascending") for k in ("material", "temperature_K", "replica", "step") if k in table.column_names
+    ]
     return table.sort_by(keys)
