@@ -84,7 +84,7 @@ def test_agrees_with_ase_integrators(li3ps4, ensemble):
         dyn = VelocityVerlet(atoms, timestep=dt)
     else:
         dyn = NoseHooverChainNVT(atoms, timestep=dt, temperature_K=1000, tdamp=100 * dt, tchain=3)
-        nhc = NoseHooverChain(torch.tensor([1000.0]), len(atoms), 100 * dt, 3, 1)
+        nhc = NoseHooverChain(torch.tensor([1000.0], dtype=torch.float64), len(atoms), 100 * dt, 3, 1)
     for _ in range(50):
         dyn.run(1)
         if ensemble == "nve":
@@ -193,3 +193,20 @@ def test_actors_run_kill_resume_contiguous(ray_session, li3ps4, tmp_path):
     table = diffusion_table(frames, fit_ps=(0.05, 0.15))
     assert len(table) == 6
     assert (table.D_cm2_s > 0).all()
+
+
+def test_speed_benchmark_quick(tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parents[1] / "benchmarks" / "bench_md_speed.py"
+    spec = importlib.util.spec_from_file_location("bench_md_speed", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.main(["--quick", "--steps", "4", "--out", str(tmp_path)]) == 0
+    import pandas as pd
+
+    table = pd.read_csv(tmp_path / "md_speed.csv")
+    assert list(table.replicas) == [1, 2]
+    assert (table.ns_day_aggregate > 0).all()
+    assert (table.stopped == 0).all()

@@ -66,7 +66,7 @@ class NoseHooverChain:
     p_eta: torch.Tensor = field(init=False)
 
     def __post_init__(self) -> None:
-        kt = KB * self.temperature_K.to(torch.float64)
+        kt = KB * self.temperature_K
         self.kt = kt
         q = (kt * self.tdamp**2)[:, None].repeat(1, self.tchain)
         q[:, 0] *= 3 * self.n_atoms
