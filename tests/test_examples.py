@@ -17,7 +17,11 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 #: What each script must print (regular expressions, one per line of output they must match).
 EXPECTED = {
-    "md_replicas.py": [r"^replicas: 4 ok, 0 stopped", r"^frames per replica: \[41\]", r"^LGPS 1200 K run 1: <T> \d+ K, D_Li"],
+    "md_replicas.py": [
+        r"^replicas: 4 ok, 0 stopped",
+        r"^frames per replica: \[41\]",
+        r"^LGPS 1200 K run 1: <T> \d+ K, D_Li",
+    ],
     "space_count.py": [r"^\s*2\s+645\s+57\s", r"^\s*4\s+57,345\s+24,185\s"],
     "space_explain.py": [
         r"^ZnO: standard - 2 charge-neutral",

@@ -60,6 +60,8 @@ def seed_split(reference: pd.DataFrame, name: str = "CHGNet") -> tuple[pd.DataFr
 
 def _markdown(df: pd.DataFrame) -> str:
     def fmt(v: Any) -> str:
+        if v is None:
+            return ""
         if isinstance(v, float):
             return "" if math.isnan(v) else f"{v:.4g}"
         return str(v)
@@ -221,13 +223,13 @@ def _figures(out: Path, rdfs: dict[str, dict[str, tuple[an.RDF, an.RDF]]], summa
             if s.empty:
                 continue
             x = 1000 / s.temperature_K.to_numpy(float)
+            color = "k" if k == 0 else f"C{k - 1}"
             ax.errorbar(x, s.D_mean, yerr=s.D_sd.fillna(0), fmt="o" if k == 0 else "s", ms=4, capsize=2,
-                        label=name, color="k" if k == 0 else None)  # fmt: skip
+                        label=name, color=color)  # fmt: skip
             f = fits[name].get(mat)
             if f:
                 xs = np.linspace(x.min(), x.max(), 20)
-                ax.plot(xs, f.d0_cm2_s * np.exp(-f.ea_eV / (an.KB * 1000 / xs)), lw=1,
-                        color="k" if k == 0 else None)  # fmt: skip
+                ax.plot(xs, f.d0_cm2_s * np.exp(-f.ea_eV / (an.KB * 1000 / xs)), lw=1, color=color)
         ax.set_yscale("log")
         ax.set(title=mat, xlabel="1000/T (1/K)", ylabel="D_Li (cm²/s)")
         ax.legend(fontsize=6)
