@@ -300,9 +300,11 @@ def rdf(
         pair_id[elems.index(a), elems.index(b)] = pair_id[elems.index(b), elems.index(a)] = k
     zi = np.searchsorted(elems, z)
     pid = pair_id[zi[:, None], zi[None, :]]  # [N, N]
-    offsets = _image_shifts(cell, rmax) @ cell  # [S, 3]
     n_bins = round(rmax / dr)
-    counts = np.zeros((len(pairs), n_bins))
+    n_all = n_bins + math.ceil(4 * smear / dr)  # histogram past rmax so smearing has no edge
+    r_all = n_all * dr
+    offsets = _image_shifts(cell, r_all) @ cell  # [S, 3]
+    counts = np.zeros((len(pairs), n_all))
     dmin = math.inf
     n = z.size
     self_pair = np.zeros((len(offsets), n, n), dtype=bool)
@@ -314,14 +316,15 @@ def rdf(
         )
         d = np.where(self_pair[None], np.inf, d)
         dmin = min(dmin, float(d.min()))
-        keep = d < rmax
+        keep = d < r_all
         b = (d[keep] / dr).astype(int)
         kind = np.broadcast_to(pid[None, None], d.shape)[keep]
-        counts += np.bincount(kind * n_bins + b, minlength=len(pairs) * n_bins).reshape(len(pairs), n_bins)
+        counts += np.bincount(kind * n_all + b, minlength=len(pairs) * n_all).reshape(len(pairs), n_all)
     if smear > 0:
         from scipy.ndimage import gaussian_filter1d
 
         counts = gaussian_filter1d(counts, smear / dr, axis=1, mode="constant")
+    counts = counts[:, :n_bins]
     r = (np.arange(n_bins) + 0.5) * dr
     shell = 4 * np.pi * r**2 * dr
     vol = abs(np.linalg.det(cell))
