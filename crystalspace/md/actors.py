@@ -88,12 +88,14 @@ def run_md(
     num_gpus: float = 0.0,
     max_restarts: int = 3,
     crash_at_step: int | None = None,
+    spread: bool = True,
 ) -> list[dict[str, Any]]:
     """Run every (material, T, repeat) replica through Ray actors; write ``summary.json``.
 
     ``structures`` maps material name → ASE ``Atoms``. Replicas of one material are split evenly over
     ``actors_per_material`` actors, each holding ``num_cpus`` CPUs and ``num_gpus`` of a GPU (so
-    several actors can share one GPU). ``crash_at_step`` kills the first actor once (tests).
+    several actors can share one GPU); ``spread`` places actors on as many nodes as possible.
+    ``crash_at_step`` kills the first actor once (tests).
     """
     import ray
 
@@ -116,7 +118,8 @@ def run_md(
             if not len(chunk):
                 continue
             actor = remote.options(
-                num_cpus=num_cpus, num_gpus=num_gpus, max_restarts=max_restarts, max_task_retries=max_restarts
+                num_cpus=num_cpus, num_gpus=num_gpus, max_restarts=max_restarts, max_task_retries=max_restarts,
+                scheduling_strategy="SPREAD" if spread else "DEFAULT",
             ).remote(
                 provider, provider_kwargs or {}, structure, [mine[i] for i in chunk], protocol, str(out),
                 f"{material}-a{k}", device, crash_at_step if not handles else None,
