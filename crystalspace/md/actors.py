@@ -56,9 +56,12 @@ class ReplicaActorImpl:
 
     def run(self) -> list[dict[str, Any]]:
         """Run (or resume) the batch to the end of the protocol; return the per-replica summary."""
+        import ray
+
         self.batch.start()
         self.batch.run()
-        return self.batch.summary()
+        node = ray.get_runtime_context().get_node_id()
+        return [{**row, "node_id": node} for row in self.batch.summary()]
 
     def pid(self) -> int:
         return os.getpid()
