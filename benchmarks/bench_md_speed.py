@@ -109,10 +109,14 @@ def main(argv: list[str] | None = None) -> int:
     (out / "md_speed.md").write_text(
         df.to_markdown(index=False) if _has_tabulate() else df.to_string(index=False)
     )
-    import matplotlib
+    try:
+        import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib missing: no md_speed.png")
+        return 0
 
     fig, ax = plt.subplots(figsize=(5, 3.6))
     ax.loglog(df.replicas, df.ns_day_aggregate, "o-", label="aggregate")
