@@ -244,3 +244,23 @@ def test_driver_spreads_actors_over_nodes(tmp_path):
     res = subprocess.run([sys.executable, "-c", MULTINODE, f"{REF}/Li3PS4_chgnet_relaxed.cif", str(tmp_path)],
                          capture_output=True, text=True, env=env, timeout=300)  # fmt: skip
     assert "NODES 2 OK 4" in res.stdout, res.stdout + res.stderr[-2000:]
+
+
+def test_chgnet_provider_reproduces_reference_labels():
+    """The ASE adapter around CHGNet (the teacher) gives the reference files' own energies and forces."""
+    import warnings
+
+    import pyarrow.parquet as pq
+
+    rows = pq.read_table(f"{REF}/Li3PS4.parquet").slice(200, 2).to_pylist()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        provider = get_provider("chgnet")
+        z = torch.as_tensor(np.asarray(rows[0]["numbers"], dtype=np.int64))
+        pos = torch.as_tensor(
+            np.stack([np.reshape(r["positions"], (-1, 3)) for r in rows]), dtype=torch.float64
+        )
+        cell = torch.as_tensor(np.stack([np.reshape(r["cell"], (3, 3)) for r in rows]))
+        energy, forces = provider(z, pos, cell)
+    assert energy.numpy() == pytest.approx([r["energy"] for r in rows], abs=1e-3)
+    assert np.abs(forces.numpy() - np.stack([np.reshape(r["forces"], (-1, 3)) for r in rows])).max() < 1e-3
