@@ -141,3 +141,16 @@ def test_msd_matches_pymatgen_analysis_diffusion(reference):
     # pymatgen removes the unweighted framework drift, we the mass-weighted centre of mass: ~3 % apart
     assert da.msd[inside] == pytest.approx(ours.msd[lag[inside]], rel=0.05)
     assert da.diffusivity == pytest.approx(ours.d_cm2_s, rel=0.1)
+
+
+def test_force_mae_of_providers(reference):
+    from crystalspace.md.forces import PairPotential
+
+    li3ps4 = reference[reference.material == "Li3PS4"].copy()
+    import pyarrow.parquet as pq
+
+    forces = pq.read_table(f"{REF}/Li3PS4.parquet", columns=["forces"]).column("forces").to_pylist()
+    li3ps4["forces"] = forces
+    mae = an.force_mae(PairPotential(), li3ps4, max_frames=8)
+    assert set(mae) == {"Li3PS4"}
+    assert 0.05 < mae["Li3PS4"] < 5.0  # a toy potential is far from CHGNet, but finite

@@ -402,3 +402,29 @@ def warn_all(table: pd.DataFrame) -> None:
         if row.warnings:
             warnings.warn(f"{row.material} {row.temperature_K} K run {row.run}: {row.warnings}", AnalysisWarning,
                           stacklevel=2)  # fmt: skip
+
+
+def force_mae(provider: Any, frames: pd.DataFrame, max_frames: int = 50, batch: int = 16) -> dict[str, float]:
+    """Force MAE (eV/Å) of a force provider against the ``forces`` stored in reference frames, per material.
+
+    Uses at most ``max_frames`` evenly spaced production frames per material, evaluated in batches.
+    """
+    import torch
+
+    out = {}
+    prod = production(frames)
+    for mat, g in prod.groupby("material"):
+        if "forces" not in g or g.forces.isna().any():
+            raise AnalysisError(f"{mat}: reference frames carry no forces")
+        idx = np.unique(np.linspace(0, len(g) - 1, min(max_frames, len(g))).round().astype(int))
+        z = np.asarray(g.numbers.iloc[0], dtype=np.int64)
+        pos, ref = _stack(g.positions.iloc[idx], z.size), _stack(g.forces.iloc[idx], z.size)
+        cells = np.stack([np.asarray(c, dtype=np.float64).reshape(3, 3) for c in g.cell.iloc[idx]])
+        errors = []
+        for s in range(0, len(idx), batch):
+            _, f = provider(
+                torch.as_tensor(z), torch.as_tensor(pos[s : s + batch]), torch.as_tensor(cells[s : s + batch])
+            )
+            errors.append(np.abs(f.detach().cpu().numpy() - ref[s : s + batch]))
+        out[str(mat)] = float(np.concatenate(errors).mean())
+    return out

@@ -123,6 +123,12 @@ def report_cmd(
     discard_ps: Annotated[float, typer.Option("--discard-ps")] = 0.0,
     t_room: Annotated[float, typer.Option("--t-room")] = 300.0,
     rdf_frames: Annotated[int, typer.Option("--rdf-frames")] = 50,
+    force_provider: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--force-provider", help="NAME=PROVIDER: force MAE of model NAME on the reference frames"
+        ),
+    ] = None,
 ) -> None:
     """The study's tables (models, −log10 σ(300 K) vs reference, force vs RDF MAE) and figures."""
     from crystalspace.md import analysis as an
@@ -141,6 +147,16 @@ def report_cmd(
         models.append(rp.load_model(name, [Path(p) for p in paths.split(",")]))
     if not models:
         raise UserError("nothing to compare: give --model NAME=PATH or --split-seeds")
+    from crystalspace.md.forces import get_provider
+
+    by_name = {m.name: m for m in models}
+    for item in force_provider or []:
+        name, sep, prov = item.partition("=")
+        if not sep or name not in by_name:
+            raise UserError(
+                f"--force-provider {item!r}: expected NAME=PROVIDER with NAME one of {sorted(by_name)}"
+            )
+        by_name[name].info["force_mae"] = an.force_mae(get_provider(prov), ref)
     tables = rp.build_report(
         ref, models, out, discard_ps, t_room=t_room, rdf_frames=rdf_frames, rdf_reference=rdf_ref
     )
