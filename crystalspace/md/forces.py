@@ -82,13 +82,26 @@ class PairPotential(torch.nn.Module):
         depth = np.where(bond, self.d_bond, self.d_weak)
         return depth, r0, bond
 
+    def _tables(
+        self, numbers: torch.Tensor, dtype: torch.dtype, device: torch.device
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Pair tables on the device, cached for the last ``numbers`` tensor object (no host copy per MD
+        step; the cache holds the tensor, so its identity cannot be reused by another one)."""
+        key = (dtype, device)
+        if getattr(self, "_numbers", None) is not numbers or getattr(self, "_key", None) != key:
+            depth, r0, bond = self.pair_tables(numbers.detach().cpu().numpy())
+            self._cached = (
+                torch.as_tensor(depth, dtype=dtype, device=device),
+                torch.as_tensor(r0, dtype=dtype, device=device),
+                torch.as_tensor(bond, device=device),
+            )
+            self._key, self._numbers = key, numbers
+        return self._cached
+
     def energy(self, numbers: torch.Tensor, positions: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
         """Energies ``[R]`` of ``positions [R, N, 3]`` in cells ``[R, 3, 3]``."""
+        depth, r0, bond = self._tables(numbers, positions.dtype, positions.device)
         dtype, device = positions.dtype, positions.device
-        depth_np, r0_np, bond_np = self.pair_tables(numbers.detach().cpu().numpy())
-        depth = torch.as_tensor(depth_np, dtype=dtype, device=device)
-        r0 = torch.as_tensor(r0_np, dtype=dtype, device=device)
-        bond = torch.as_tensor(bond_np, device=device)
         shifts = image_shifts(cell, self.cutoff).to(dtype)  # [S, 3]
         offsets = torch.einsum("sk,rkj->rsj", shifts, cell.to(dtype))  # [R, S, 3]
         diff = positions[:, None, :, None, :] - positions[:, None, None, :, :]  # [R, 1, N, N, 3]
