@@ -130,7 +130,7 @@ def run_md(
             handles.append(actor)
             calls.append(actor.run.remote())
     start = time.perf_counter()
-    summary = [row for rows in ray.get(calls) for row in rows]
+    summary = [row for rows in _wait_with_progress(calls, out, len(specs), protocol) for row in rows]
     wall = time.perf_counter() - start
     replica_ns = sum(r["last_step"] for r in summary) * protocol.dt_fs * 1e-6
     for actor in handles:
@@ -139,3 +139,30 @@ def run_md(
         "protocol": protocol.model_dump(), "provider": provider, "wall_s": wall,
         "ns_per_day": replica_ns / wall * 86400, "replicas": summary}, indent=1))  # fmt: skip
     return summary
+
+
+def _wait_with_progress(calls: list[Any], out: Path, n_replicas: int, protocol: MDProtocol) -> list[Any]:
+    """Wait for the actors' ``run`` calls, showing MD steps done (read from the checkpoint step files)."""
+    import ray
+
+    from crystalspace.runtime import Progress
+
+    per_actor = max(1, -(-protocol.n_steps // protocol.checkpoint_every))
+    bar = Progress(per_actor * len(calls), f"md: {n_replicas} replicas, {len(calls)} actors", unit="steps")
+    seen: dict[str, int] = {}
+    pending = list(calls)
+    try:
+        while pending:
+            _, pending = ray.wait(pending, num_returns=len(pending), timeout=2.0)
+            for path in (out / "checkpoints").glob("*.step"):
+                try:
+                    step = int(path.read_text() or 0)
+                except (OSError, ValueError):
+                    continue
+                while seen.get(path.stem, 0) < step:
+                    done = min(step, seen.get(path.stem, 0) + protocol.checkpoint_every)
+                    bar.advance(done - seen.get(path.stem, 0))
+                    seen[path.stem] = done
+    finally:
+        bar.close()
+    return ray.get(calls)

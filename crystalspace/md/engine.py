@@ -184,6 +184,7 @@ class ReplicaBatch:
             "p_eta": self.nhc.p_eta.cpu(), "active": self.active.copy(), "reasons": list(self.reasons),
             "stopped_at": list(self.stopped_at), "rng": self.gen.get_state(),
         })  # fmt: skip
+        self.ckpt_path.with_suffix(".step").write_text(str(self.step))  # for the driver's progress
 
     # ------------------------------------------------------------------------------------ running
     def run(self, n_steps: int | None = None) -> None:
