@@ -101,7 +101,8 @@ def analyze_cmd(
     pd.DataFrame(fits).to_csv(out / "arrhenius.csv", index=False)
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         cols = ["material", "temperature_K", "T_mean_K", "D_mean", "D_sd", "n_runs"]
-        print(summary[cols].to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+        shown = summary[cols].assign(T_mean_K=summary.T_mean_K.round().astype(int))
+        print(shown.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
         for f in fits:
             print(
                 f"{f['material']}: Ea = {f['ea_eV']:.3f} ± {f['ea_err_eV']:.3f} eV, "
