@@ -19,6 +19,7 @@ from rich.table import Table
 
 from crystalspace import __version__
 from crystalspace.errors import user_errors
+from crystalspace.md.cli import app as md_app
 from crystalspace.mlff.cli import app as mlff_app
 
 app = typer.Typer(
@@ -30,6 +31,7 @@ app = typer.Typer(
 space_app = typer.Typer(help="Enumerate, filter and label compositions.", no_args_is_help=True)
 app.add_typer(space_app, name="space")
 app.add_typer(mlff_app, name="mlff")
+app.add_typer(md_app, name="md")
 console = Console() if sys.stdout.isatty() else Console(width=200)
 
 ArityOpt = Annotated[str | None, typer.Option("--arity", help="arities, e.g. 2,3 (2..4)")]

@@ -23,6 +23,11 @@ EXPECTED = {
         r"^\| schnet-lgps-v1 \| Li3PS4 \| 50 \|",
         r"^ASE energy (-?[0-9.]+) eV = batched \1 eV; forces \(4, 16, 3\)",
     ],
+    "md_replicas.py": [
+        r"^replicas: 4 ok, 0 stopped",
+        r"^frames per replica: \[41\]",
+        r"^LGPS 1200 K run 1: <T> \d+ K, D_Li",
+    ],
     "space_count.py": [r"^\s*2\s+645\s+57\s", r"^\s*4\s+57,345\s+24,185\s"],
     "space_explain.py": [
         r"^ZnO: standard - 2 charge-neutral",

@@ -82,11 +82,14 @@ class ForceField(nn.Module):
     Attributes:
         arch: registry name of the architecture.
         conservative: True when forces are −∂E/∂r (autograd); False for direct-force heads.
+        symmetry: how the hidden features transform, as the study tabulates it ("invariant" for
+            scalar distance/angle models, "equivariant" for vector or tensor features).
         cutoff: neighbour cutoff the model was built for (Å).
     """
 
     arch: ClassVar[str] = ""
     conservative: ClassVar[bool] = True
+    symmetry: ClassVar[str] = "invariant"
     atom_ref: Tensor
     scale: Tensor
 

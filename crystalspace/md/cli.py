@@ -1,0 +1,163 @@
+"""``crystalspace md``: run replicas through Ray actors, analyse trajectories, build the MLFF-MD report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from crystalspace.errors import UserError, user_errors
+
+app = typer.Typer(help="Batched MLFF molecular dynamics, diffusion/stability analysis and report.",
+                  no_args_is_help=True)  # fmt: skip
+
+
+def _floats(text: str, what: str) -> list[float]:
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise UserError(f"{what}: expected comma-separated numbers, got {text!r}") from None
+
+
+@app.command("run")
+@user_errors
+def run_cmd(
+    structure: Annotated[
+        list[str], typer.Option("--structure", help="FILE or NAME=FILE (CIF/POSCAR/...), repeatable")
+    ],
+    out: Annotated[Path, typer.Option("--out", help="trajectory directory")],
+    temperatures: Annotated[
+        str, typer.Option("--temperatures", help="K, e.g. 800,1000,1200")
+    ] = "800,1000,1200",
+    repeats: Annotated[int, typer.Option("--repeats")] = 2,
+    provider: Annotated[
+        str, typer.Option("--provider", help="pair | chgnet | registered name | model path")
+    ] = "pair",
+    ramp_ps: Annotated[float, typer.Option("--ramp-ps")] = 5.0,
+    production_ps: Annotated[float, typer.Option("--production-ps")] = 10.0,
+    thermostat: Annotated[str, typer.Option("--thermostat", help="nhc | langevin | nve")] = "nhc",
+    actors: Annotated[int, typer.Option("--actors", help="actors per material")] = 2,
+    num_gpus: Annotated[float, typer.Option("--gpus-per-actor")] = 0.0,
+    checkpoint_every: Annotated[int, typer.Option("--checkpoint-every")] = 500,
+) -> None:
+    """Run the study's protocol (MB at 100 K, ramp, NVT production) for every material × T × repeat."""
+    from crystalspace.atoms.io import read_structures
+    from crystalspace.md.actors import run_md
+    from crystalspace.md.engine import MDProtocol
+
+    if thermostat not in ("nhc", "langevin", "nve"):
+        raise UserError(f"unknown thermostat {thermostat!r} (nhc, langevin, nve)")
+    structures = {}
+    for item in structure:
+        name, _, path = item.rpartition("=")
+        atoms = read_structures(path, index=0)[0]
+        structures[name or Path(path).stem.split("_")[0]] = atoms
+    protocol = MDProtocol(ramp_ps=ramp_ps, production_ps=production_ps, thermostat=thermostat,  # type: ignore[arg-type]
+                          checkpoint_every=checkpoint_every)  # fmt: skip
+    summary = run_md(structures, _floats(temperatures, "--temperatures"), repeats, out, protocol, provider,
+                     actors_per_material=actors, num_gpus=num_gpus)  # fmt: skip
+    stopped = [r for r in summary if r["status"] != "ok"]
+    info = json.loads((out / "summary.json").read_text())
+    print(
+        f"{len(summary)} replicas, {len(stopped)} stopped; {info['ns_per_day']:.3g} ns/day aggregate; {out}"
+    )
+    for r in stopped:
+        print(f"  replica {r['replica']} {r['material']} {r['temperature_K']:g} K: {r['reason']} at step "
+              f"{r['stopped_at_step']}")  # fmt: skip
+
+
+@app.command("analyze")
+@user_errors
+def analyze_cmd(
+    trajectories: Annotated[list[Path], typer.Argument(help="Parquet files or MD output directories")],
+    out: Annotated[Path, typer.Option("--out")] = Path("md-analysis"),
+    discard_ps: Annotated[float, typer.Option("--discard-ps", help="production ps to drop first")] = 0.0,
+    fit_ps: Annotated[str, typer.Option("--fit-ps", help="MSD fit window, ps")] = "1,5",
+    t_room: Annotated[float, typer.Option("--t-room")] = 300.0,
+) -> None:
+    """Li diffusivity per run, mean ± sd per T, Arrhenius fit and σ extrapolated to room temperature."""
+    import pandas as pd
+
+    from crystalspace.md import analysis as an
+
+    window = _floats(fit_ps, "--fit-ps")
+    if len(window) != 2:
+        raise UserError("--fit-ps needs two numbers, e.g. 1,5")
+    frames = an.load_trajectories(trajectories)
+    table = an.diffusion_table(frames, discard_ps, (window[0], window[1]))
+    an.warn_all(table)
+    summary = an.summarize_diffusion(table)
+    fits = []
+    for mat in summary.material.unique():
+        try:
+            fits.append(an.arrhenius_fit(summary, mat, t_room).as_row())
+        except an.AnalysisError as exc:
+            print(f"warning: {exc}")
+    out.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out / "diffusion.csv", index=False)
+    summary.to_csv(out / "diffusion_summary.csv", index=False)
+    pd.DataFrame(fits).to_csv(out / "arrhenius.csv", index=False)
+    with pd.option_context("display.width", 200, "display.max_columns", 20):
+        cols = ["material", "temperature_K", "T_mean_K", "D_mean", "D_sd", "n_runs"]
+        shown = summary[cols].assign(T_mean_K=summary.T_mean_K.round().astype(int))
+        print(shown.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+        for f in fits:
+            print(
+                f"{f['material']}: Ea = {f['ea_eV']:.3f} ± {f['ea_err_eV']:.3f} eV, "
+                f"-log10 σ({t_room:g} K) = {f['neg_log10_sigma_room']:.2f} ± {f['neg_log10_sigma_room_err']:.2f}"
+            )
+    print(f"wrote {out}")
+
+
+@app.command("report")
+@user_errors
+def report_cmd(
+    reference: Annotated[list[Path], typer.Option("--reference", help="reference trajectories (repeatable)")],
+    model: Annotated[list[str] | None, typer.Option("--model", help="NAME=PATH[,PATH] (repeatable)")] = None,
+    out: Annotated[Path, typer.Option("--out")] = Path("md-report"),
+    split_seeds: Annotated[bool, typer.Option("--split-seeds", help="reference seeds as models")] = False,
+    discard_ps: Annotated[float, typer.Option("--discard-ps")] = 0.0,
+    t_room: Annotated[float, typer.Option("--t-room")] = 300.0,
+    rdf_frames: Annotated[int, typer.Option("--rdf-frames")] = 50,
+    force_provider: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--force-provider", help="NAME=PROVIDER: force MAE of model NAME on the reference frames"
+        ),
+    ] = None,
+) -> None:
+    """The study's tables (models, −log10 σ(300 K) vs reference, force vs RDF MAE) and figures."""
+    from crystalspace.md import analysis as an
+    from crystalspace.md import report as rp
+
+    ref = an.load_trajectories(reference)
+    models: list[rp.ModelRun] = []
+    rdf_ref = None
+    if split_seeds:
+        ref, models = rp.seed_split(ref)
+        rdf_ref = ref[ref.run == ref.run.min()]
+    for item in model or []:
+        name, sep, paths = item.partition("=")
+        if not sep:
+            raise UserError(f"--model {item!r}: expected NAME=PATH")
+        models.append(rp.load_model(name, [Path(p) for p in paths.split(",")]))
+    if not models:
+        raise UserError("nothing to compare: give --model NAME=PATH or --split-seeds")
+    from crystalspace.md.forces import get_provider
+
+    by_name = {m.name: m for m in models}
+    for item in force_provider or []:
+        name, sep, prov = item.partition("=")
+        if not sep or name not in by_name:
+            raise UserError(
+                f"--force-provider {item!r}: expected NAME=PROVIDER with NAME one of {sorted(by_name)}"
+            )
+        by_name[name].info["force_mae"] = an.force_mae(get_provider(prov), ref)
+    tables = rp.build_report(
+        ref, models, out, discard_ps, t_room=t_room, rdf_frames=rdf_frames, rdf_reference=rdf_ref
+    )
+    print((out / "conductivity.md").read_text())
+    print((out / "errors.md").read_text())
+    print(f"wrote {len(tables)} tables and figures to {out}")
