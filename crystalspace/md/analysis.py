@@ -57,6 +57,8 @@ def load_trajectories(paths: Sequence[str | os.PathLike[str]] | str | os.PathLik
         else:
             raise AnalysisError(f"{p}: no such trajectory file or directory")
     df = pd.concat(frames, ignore_index=True)
+    if "positions" not in df and "unwrapped_positions" in df:
+        df["positions"] = _wrapped(df)
     need = {"material", "temperature_K", "run", "step", "time_fs", "numbers", "positions", "cell"}
     missing = need - set(df.columns)
     if missing:
@@ -64,6 +66,16 @@ def load_trajectories(paths: Sequence[str | os.PathLike[str]] | str | os.PathLik
     if "phase" not in df:
         df["phase"] = "production"
     return df
+
+
+def _wrapped(df: pd.DataFrame) -> list[np.ndarray]:
+    """Positions wrapped into the cell (fractional in [0, 1)) from ``unwrapped_positions``."""
+    out = []
+    for u, c in zip(df.unwrapped_positions, df.cell, strict=True):
+        cell = np.asarray(c, dtype=np.float64).reshape(3, 3)
+        frac = np.asarray(u, dtype=np.float64).reshape(-1, 3) @ np.linalg.inv(cell)
+        out.append(((frac % 1.0) @ cell).astype(np.float32).ravel())
+    return out
 
 
 def _stack(column: pd.Series, n: int) -> np.ndarray:
