@@ -42,9 +42,7 @@ def measure(
     from ase.io import read
 
     atoms = read(CIF)
-    provider = get_provider(provider_name)
-    if isinstance(provider, torch.nn.Module):
-        provider = provider.to(device)
+    provider = get_provider(provider_name, device)
     specs = [ReplicaSpec("LGPS", 1000.0, k, replica_seed(0, 1000.0, k), k) for k in range(replicas)]
     protocol = MDProtocol(t0_K=1000.0, ramp_ps=0.0, production_ps=1e6, dtype=dtype)  # type: ignore[arg-type]
     with tempfile.TemporaryDirectory() as tmp:

@@ -42,7 +42,7 @@ class ReplicaActorImpl:
         torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1"))))
         self.crash_at_step, self.out_dir, self.prefix = crash_at_step, Path(out_dir), prefix
         self.batch = ReplicaBatch(
-            get_provider(provider, **provider_kwargs), structure["numbers"], structure["cell"],
+            get_provider(provider, device, **provider_kwargs), structure["numbers"], structure["cell"],
             structure["positions"], specs, protocol, out_dir, prefix, source=provider, device=device,
             on_step=self._maybe_crash,
         )  # fmt: skip

@@ -198,21 +198,25 @@ _REGISTRY: dict[str, Callable[..., ForceProvider]] = {}
 
 
 def register_provider(name: str, factory: Callable[..., ForceProvider]) -> None:
-    """Make ``factory(**kwargs)`` available as ``get_provider(name, **kwargs)`` (e.g. an MLFF loader)."""
+    """Make ``factory(device=..., **kwargs)`` available as ``get_provider(name, device, **kwargs)``."""
     _REGISTRY[name] = factory
 
 
-def _chgnet(**kwargs: Any) -> ForceProvider:
+def _pair(device: str = "cpu", **kwargs: Any) -> ForceProvider:
+    return PairPotential(**kwargs).to(device)
+
+
+def _chgnet(device: str = "cpu") -> ForceProvider:
     from chgnet.model.dynamics import CHGNetCalculator
 
-    return AseCalculatorProvider(CHGNetCalculator(use_device=kwargs.get("device", "cpu")))
+    return AseCalculatorProvider(CHGNetCalculator(use_device=device))
 
 
-register_provider("pair", PairPotential)
+register_provider("pair", _pair)
 register_provider("chgnet", _chgnet)
 
 
-def get_provider(name: str, **kwargs: Any) -> ForceProvider:
+def get_provider(name: str, device: str = "cpu", **kwargs: Any) -> ForceProvider:
     """A force provider by name (``pair``, ``chgnet``, or anything registered), or a trained model.
 
     Any other name is looked up as a saved MLFF (a registry directory, or an entry name under
@@ -220,12 +224,12 @@ def get_provider(name: str, **kwargs: Any) -> ForceProvider:
     ``device`` picks where it runs.
     """
     if name in _REGISTRY:
-        return _REGISTRY[name](**kwargs)
+        return _REGISTRY[name](device=device, **kwargs)
     from crystalspace.mlff.potential import load_potential
     from crystalspace.registry import RegistryError
 
     try:
-        potential = load_potential(name, device=kwargs.get("device", "cpu"))
+        potential = load_potential(name, device=device)
     except RegistryError as exc:
         raise ForceProviderError(
             f"unknown force provider {name!r} ({exc}); known: {', '.join(sorted(_REGISTRY))} or a saved model"
