@@ -19,6 +19,7 @@ from rich.table import Table
 
 from crystalspace import __version__
 from crystalspace.errors import user_errors
+from crystalspace.gen.cli import app as gen_app
 
 app = typer.Typer(
     help="Map inorganic crystal chemical space.",
@@ -28,6 +29,7 @@ app = typer.Typer(
 )
 space_app = typer.Typer(help="Enumerate, filter and label compositions.", no_args_is_help=True)
 app.add_typer(space_app, name="space")
+app.add_typer(gen_app, name="gen")
 console = Console() if sys.stdout.isatty() else Console(width=200)
 
 ArityOpt = Annotated[str | None, typer.Option("--arity", help="arities, e.g. 2,3 (2..4)")]
