@@ -16,7 +16,7 @@ import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -70,10 +70,10 @@ class CHGNetModel:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             res = opt.relax(structure, fmax=fmax, steps=steps, relax_cell=True, verbose=False)
-        final = res["final_structure"]
-        calls = len(res["trajectory"].energies)
-        e = float(res["trajectory"].energies[-1]) / len(final)
-        return final, e, calls
+        final: Structure = res["final_structure"]  # type: ignore[assignment]
+        traj: Any = res["trajectory"]
+        e = float(traj.energies[-1]) / len(final)
+        return final, e, len(traj.energies)
 
 
 def load_energy_model(name: str = "chgnet", device: str = "cpu") -> EnergyModel:
@@ -90,8 +90,8 @@ def reference_structures() -> dict[str, Structure]:
     from pymatgen.core import Lattice, Structure
 
     return {
-        "V": Structure(Lattice.cubic(2.98), ["V", "V"], [[0, 0, 0], [0.5, 0.5, 0.5]]),
-        "O": Structure(Lattice.cubic(10.0), ["O", "O"], [[0, 0, 0], [0.1208, 0.0, 0.0]]),
+        "V": Structure(Lattice.cubic(2.98), ["V", "V"], np.array([[0, 0, 0], [0.5, 0.5, 0.5]])),
+        "O": Structure(Lattice.cubic(10.0), ["O", "O"], np.array([[0, 0, 0], [0.1208, 0.0, 0.0]])),
     }
 
 

@@ -139,7 +139,7 @@ def rediscovery(
     rng = np.random.default_rng(seed)
     matcher = StructureMatcher(ltol=0.3, stol=0.5, angle_tol=10)
     mu = gen.encode([s for _, s in known])
-    found = []
+    found: list[dict[str, Any]] = []
     for (mid, ref), m in zip(known, mu, strict=True):
         eps = rng.standard_normal((n_samples, len(m)))
         z = m + radius * eps / np.linalg.norm(eps, axis=1, keepdims=True)
@@ -151,7 +151,11 @@ def rediscovery(
             and matcher.fit(s, ref)
         )
         found.append({"id": mid, "formula": ref.composition.reduced_formula, "hits": hits})
-    return {"held_out": len(known), "rediscovered": sum(f["hits"] > 0 for f in found), "materials": found}
+    return {
+        "held_out": len(known),
+        "rediscovered": sum(int(f["hits"]) > 0 for f in found),
+        "materials": found,
+    }
 
 
 # --------------------------------------------------------------- stability
@@ -188,7 +192,7 @@ def hull_energies(
                 "formula": final.composition.reduced_formula,
                 "e_per_atom": e,
                 "e_form": formation_energy(comp, e, refs),
-                "e_hull": float(ehull),
+                "e_hull": float(ehull or 0.0),
                 "structure": final,
             }
         )

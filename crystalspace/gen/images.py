@@ -112,7 +112,9 @@ def decode_cell(
         0.999,
     )
     alpha, beta, gamma = np.degrees(np.arccos(cos))
-    return Lattice.from_parameters(*lengths, alpha, beta, gamma)
+    return Lattice.from_parameters(
+        float(lengths[0]), float(lengths[1]), float(lengths[2]), alpha, beta, gamma
+    )
 
 
 # --------------------------------------------------------------- basis image
@@ -161,7 +163,8 @@ def standard_matrix(lattice: Lattice) -> np.ndarray:
     """
     from pymatgen.core import Lattice
 
-    return np.asarray(Lattice.from_parameters(*lattice.parameters).matrix)
+    a, b, c, alpha, beta, gamma = lattice.parameters
+    return np.asarray(Lattice.from_parameters(a, b, c, alpha, beta, gamma).matrix)
 
 
 def structure_arrays(structure: Structure, spec: ImageSpec) -> tuple[np.ndarray, np.ndarray]:

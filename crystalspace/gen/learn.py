@@ -295,6 +295,7 @@ def _save_model(
         json.dumps({"settings": asdict(settings), "in_dim": state["in_dim"]}, indent=1)
     )
     torch.save({k: state[k] for k in ("cell_ae", "basis_ae", "vae", "mean", "std")}, tmp / "weights.pt")
+    arrays: dict[str, Any] = {f"split_{k}": v for k, v in split.items()}
     np.savez(
         tmp / "latents.npz",
         mu=state["mu"],
@@ -302,7 +303,7 @@ def _save_model(
         formula=np.array(table["formula"].to_pylist()),
         stable=np.asarray(table["stable"].to_pylist(), bool),
         known_vo=np.asarray(table["known_vo"].to_pylist(), bool),
-        **{f"split_{k}": v for k, v in split.items()},
+        **arrays,
     )
     (tmp / "metrics.json").write_text(json.dumps(state["history"], indent=1))
     if out.exists():

@@ -76,7 +76,7 @@ def sample_latents(
     anchors = anchor_indices(gen, max(2, int(np.ceil(np.sqrt(2 * n / steps))) + 1))
     ids = gen.latents["ids"]
     pairs = list(itertools.combinations(anchors, 2))
-    rng.shuffle(pairs)  # type: ignore[arg-type]
+    rng.shuffle(pairs)
     z, prov = [], []
     for i, j in itertools.cycle(pairs):
         for t in np.arange(1, steps + 1) / (steps + 1):
@@ -94,9 +94,13 @@ def min_distances(structures: list[Structure], scale: float = 0.9) -> dict[tuple
         d = s.distance_matrix + np.eye(len(s)) * 1e9
         sym = [site.specie.symbol for site in s]
         for i, j in zip(*np.triu_indices(len(s), 1), strict=True):
-            key = tuple(sorted((sym[i], sym[j])))
-            found[key] = min(found.get(key, 1e9), d[i, j])  # type: ignore[index]
+            key = _pair(sym[i], sym[j])
+            found[key] = min(found.get(key, 1e9), d[i, j])
     return {k: scale * found[k] if k in found and found[k] < 1e8 else v for k, v in DEFAULT_MIN_DIST.items()}
+
+
+def _pair(a: str, b: str) -> tuple[str, str]:
+    return (a, b) if a <= b else (b, a)
 
 
 def postprocess(s: Structure, heights: np.ndarray, min_dist: dict[tuple[str, str], float]) -> Structure:
@@ -112,7 +116,7 @@ def postprocess(s: Structure, heights: np.ndarray, min_dist: dict[tuple[str, str
             for b in order:
                 if b == a or not keep[b] or (sym[a] == sym[b]) != same:
                     continue
-                if d[a, b] < min_dist[tuple(sorted((sym[a], sym[b])))] and heights[b] <= heights[a]:  # type: ignore[index]
+                if d[a, b] < min_dist[_pair(sym[a], sym[b])] and heights[b] <= heights[a]:
                     keep[b] = False
     out = s.copy()
     out.remove_sites([i for i in range(len(s)) if not keep[i]])
