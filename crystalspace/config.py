@@ -149,6 +149,7 @@ class GenConfig(BaseModel):
     )
     energy_chunk: int = Field(default=64, ge=1, description="structures per energy task")
     energy_model: str = Field(default="chgnet", description="force field for energies")
+    energy_device: str = Field(default="cpu", description="device for relaxations in evaluate (cpu, cuda)")
     max_sites: int = Field(default=20, ge=1)
     max_length: float = Field(default=10.0, gt=0, description="Å")
     cell_grid: int = Field(default=32, description="m (cell image grid)")

@@ -139,7 +139,7 @@ def evaluate(cfg: GenConfig, out: str | None = None) -> dict[str, Any]:
         t2[method] = sample(cfg, cfg.n_samples, method, str(d))
     report["table2"] = t2
     # Stability of new structures and the baseline, under the force field.
-    model = load_energy_model(cfg.energy_model)
+    model = load_energy_model(cfg.energy_model, cfg.energy_device)
     e_refs = elemental_references(model, Path(cfg.data_dir) / "references.json")
     new = pd.concat(
         [pd.read_parquet(d / m / "generated.parquet").assign(method=m) for m in ("slerp", "random")]
