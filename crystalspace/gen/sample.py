@@ -168,11 +168,16 @@ def classify(
     references: dict[str, list[tuple[str, Structure]]],
     mp_formulas: set[str],
     vo_formulas: set[str],
+    max_sites: int = 20,
 ) -> list[dict[str, Any]]:
-    """Validity and novelty of each generated structure (one dict per input)."""
+    """Validity and novelty of each generated structure (one dict per input).
+
+    Structures with more than ``max_sites`` atoms (outside the training domain) are invalid;
+    structures are compared only with references of the same composition and site count.
+    """
     from pymatgen.analysis.structure_matcher import StructureMatcher
 
-    matcher = StructureMatcher(ltol=0.3, stol=0.5, angle_tol=10)
+    matcher = StructureMatcher(ltol=0.3, stol=0.5, angle_tol=10, primitive_cell=False)
     rows: list[dict[str, Any]] = []
     seen: dict[str, list[tuple[int, Structure]]] = defaultdict(list)
     for i, s in enumerate(structures):
@@ -189,15 +194,21 @@ def classify(
                 formula=f,
                 nsites=len(s),
                 v_ox=ox,
-                valid_ox=ox is not None and V_OX_RANGE[0] <= ox <= V_OX_RANGE[1] and "O" in f,
+                valid_ox=ox is not None
+                and V_OX_RANGE[0] <= ox <= V_OX_RANGE[1]
+                and "O" in f
+                and len(s) <= max_sites,
             )
             r["known_in"] = "MP" if f in mp_formulas else "VO dataset" if f in vo_formulas else "new"
             if r["valid_ox"]:
-                dup = next((j for j, t in seen[f] if matcher.fit(s, t)), None)
+                dup = next((j for j, t in seen[f] if len(t) == len(s) and matcher.fit(s, t)), None)
                 r["duplicate_of"] = dup
                 if dup is None:
                     seen[f].append((i, s))
-                    r["matches"] = next((rid for rid, t in references.get(f, []) if matcher.fit(s, t)), None)
+                    r["matches"] = next(
+                        (rid for rid, t in references.get(f, []) if len(t) == len(s) and matcher.fit(s, t)),
+                        None,
+                    )
                 else:
                     r["matches"] = rows[dup].get("matches")
         rows.append(r)
