@@ -211,15 +211,21 @@ def find_peaks(
     return pos, heights
 
 
+MAX_PEAKS = 64  # per channel; a decoded image with more maxima is noise, not a ≤ 20-site cell
+
+
 def _merge_adjacent(idx: np.ndarray, img: np.ndarray) -> np.ndarray:
-    """Keep one voxel of each group of touching maxima (a plateau between grid points)."""
+    """Keep one voxel of each group of touching maxima (a plateau between grid points), at most
+    :data:`MAX_PEAKS` of the highest."""
     if len(idx) < 2:
         return idx
-    order = np.argsort(-img[tuple(idx.T)], kind="stable")
+    idx = idx[np.argsort(-img[tuple(idx.T)], kind="stable")][: 4 * MAX_PEAKS]
     kept: list[np.ndarray] = []
-    for v in idx[order]:
-        if all(np.abs(v - k).max() > 1 for k in kept):
+    for v in idx:
+        if not kept or np.abs(np.array(kept) - v).max(axis=1).min() > 1:
             kept.append(v)
+            if len(kept) == MAX_PEAKS:
+                break
     return np.array(kept)
 
 
