@@ -74,12 +74,14 @@ def _context(
 ) -> tuple[
     Generator, dict[str, list[tuple[str, Structure]]], set[str], set[str], dict[tuple[str, str], float]
 ]:
+    import torch
+
     from crystalspace.gen.evaluate import dataset_structures, mp_vo_structures, require_model
     from crystalspace.gen.learn import Generator
     from crystalspace.gen.sample import min_distances, mp_vo_formulas
 
     require_model(cfg.model_dir)
-    gen = Generator(cfg.model_dir)
+    gen = Generator(cfg.model_dir, device="cuda" if torch.cuda.is_available() else "cpu")
     table, structures = dataset_structures(cfg.data_dir)
     refs: dict[str, list[tuple[str, Structure]]] = {}
     for rid, s in zip(table["id"].to_pylist(), structures, strict=True):
