@@ -19,6 +19,7 @@ from rich.table import Table
 
 from crystalspace import __version__
 from crystalspace.errors import user_errors
+from crystalspace.gen.cli import app as gen_app
 from crystalspace.md.cli import app as md_app
 from crystalspace.mlff.cli import app as mlff_app
 
@@ -32,6 +33,7 @@ space_app = typer.Typer(help="Enumerate, filter and label compositions.", no_arg
 app.add_typer(space_app, name="space")
 app.add_typer(mlff_app, name="mlff")
 app.add_typer(md_app, name="md")
+app.add_typer(gen_app, name="gen")
 console = Console() if sys.stdout.isatty() else Console(width=200)
 
 ArityOpt = Annotated[str | None, typer.Option("--arity", help="arities, e.g. 2,3 (2..4)")]

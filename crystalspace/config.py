@@ -188,3 +188,65 @@ def make_mlff_config(file: Path | None = None, overrides: dict[str, Any] | None 
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         raise ConfigError(f"{where}: {first['msg'].removeprefix('Value error, ')}") from None
+
+
+class GenConfig(BaseModel):
+    """Generative inverse design (iMatGen): data, images, training, sampling and evaluation."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: str = Field(
+        default="/work/shared/data/mp_binary_smact/mp_binary_docs.jsonl.gz",
+        description="MP binaries (JSON lines)",
+    )
+    data_dir: str = Field(default="gen/data", description="VO dataset folder")
+    model_dir: str = Field(default="gen/model", description="trained model folder")
+    out_dir: str = Field(default="gen/out", description="samples, tables, figures")
+    limit: int | None = Field(default=None, ge=1, description="source binaries to use (None: all)")
+    energy_limit: int | None = Field(
+        default=None, ge=1, description="rows to label with energies (None: all)"
+    )
+    energy_chunk: int = Field(default=64, ge=1, description="structures per energy task")
+    energy_model: str = Field(default="chgnet", description="force field for energies")
+    energy_device: str = Field(default="cpu", description="device for relaxations in evaluate (cpu, cuda)")
+    max_sites: int = Field(default=20, ge=1)
+    max_length: float = Field(default=10.0, gt=0, description="Å")
+    cell_grid: int = Field(default=32, description="m (cell image grid)")
+    cell_sigma: float = Field(default=2.0, gt=0, description="Å")
+    basis_grid: int = Field(default=64, description="n (basis image grid)")
+    box: float = Field(default=15.0, gt=0, description="basis box side, Å")
+    basis_sigma: float = Field(default=0.5, gt=0, description="Å")
+    train: dict[str, Any] = Field(default_factory=dict, description="TrainSettings overrides")
+    n_samples: int = Field(default=1000, ge=1)
+    method: Literal["slerp", "random"] = "slerp"
+    peak_threshold: float = Field(default=0.3, gt=0)
+    reconstruct_max: int = Field(default=1000, ge=1, description="rows per split in Table 1")
+    relax_max: int = Field(default=20, ge=0, description="new structures relaxed for E_hull")
+    relax_steps: int = Field(default=100, ge=1)
+    baseline_budget: int = Field(default=300, ge=0, description="force calls per baseline search")
+    seed: int = 0
+
+
+def make_gen_config(file: str | Path | None = None, overrides: dict[str, Any] | None = None) -> GenConfig:
+    """A `GenConfig` from an optional YAML file plus ``key=value`` overrides (``train.x=...``)."""
+    data: dict[str, Any] = {}
+    if file is not None:
+        try:
+            data = yaml.safe_load(Path(file).read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"cannot read config {file}: {exc}") from None
+    for key, value in (overrides or {}).items():
+        if value is None:
+            continue
+        if isinstance(value, str):
+            value = yaml.safe_load(value)
+        if key.startswith("train."):
+            data.setdefault("train", {})[key.removeprefix("train.")] = value
+        else:
+            data[key] = value
+    try:
+        return GenConfig(**data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(f"{where}: {first['msg'].removeprefix('Value error, ')}") from None

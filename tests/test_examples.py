@@ -35,6 +35,11 @@ EXPECTED = {
         r"^\s+O-2 Zn\+1: Pauling pass",
         r"^LiZn4SnO8: interesting - no assignment of oxidation states is charge neutral",
     ],
+    "gen_images.py": [
+        r"^cell image \(32, 32, 32\), basis images \(2, 64, 64, 64\)",
+        r"^refine=False: VO2, max cell error \d\.\de-1\d, mean position error 0\.\d\d\d Å",
+        r"^refine=True: VO2, max cell error \d\.\de-1\d, mean position error 0\.000 Å",
+    ],
     "space_lake.py": [
         r"^lake complete: 5 shards",
         r"^\s+2 \| 258 \| 11 \|",

@@ -1,0 +1,232 @@
+"""The VO dataset: every binary A_xB_y from MP with A/B replaced by V and O (both assignments).
+
+Step 1 (:func:`build_vo_dataset`): one Ray task per source binary structure; keep N_sites ≤ 20 and
+the longest cell edge ≤ 10 Å (and atoms inside the basis box); provenance per row. Written as a
+structure table (``crystalspace.atoms.io`` schema plus ``source_id``, ``source_formula``,
+``assignment``, ``formula``, ``nsites``, ``known_vo``).
+
+Step 2 (:func:`label_energies`): single-point energies with the force field, chunk by chunk as Ray
+tasks; each finished chunk is written to ``energies/part-XXXXX.parquet`` (tmp + rename) so an
+interrupted run resumes where it stopped. Then formation energy against the elemental references
+and the stability label (E_f ≤ 0.5 eV/atom).
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from crystalspace.gen.errors import GenError
+from crystalspace.runtime import progress
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SOURCE = "/work/shared/data/mp_binary_smact/mp_binary_docs.jsonl.gz"
+STABLE_EF = 0.5  # eV/atom, the study's stability label
+
+
+@dataclass(frozen=True)
+class VOFilter:
+    """Which substituted structures are kept (the study's limits)."""
+
+    max_sites: int = 20
+    max_length: float = 10.0  # Å
+    box: float = 15.0  # Å, the basis box atoms must fit in
+
+
+def read_sources(path: str | os.PathLike[str], limit: int | None = None) -> list[dict[str, Any]]:
+    """MP binary summary docs (JSON lines, gzip or plain): id, formula, structure dict."""
+    p = Path(path)
+    if not p.exists():
+        raise GenError(f"source file {p} not found (MP binaries, see /work/shared/data/README.md)")
+    opener = gzip.open if p.suffix == ".gz" else open
+    out = []
+    with opener(p, "rt") as fh:
+        for line in fh:
+            d = json.loads(line)
+            if not d.get("structure"):
+                continue
+            out.append({"id": d["material_id"], "formula": d["formula_pretty"], "structure": d["structure"]})
+            if limit is not None and len(out) >= limit:
+                break
+    return out
+
+
+def substitute(doc: dict[str, Any], filt: VOFilter) -> list[dict[str, Any]]:
+    """The V/O substitutions of one binary that pass the filter, as structure rows."""
+    from pymatgen.core import Structure
+
+    from crystalspace.atoms.io import atoms_to_row, structure_to_atoms
+    from crystalspace.gen.images import box_positions, standard_matrix
+
+    s = Structure.from_dict(doc["structure"])
+    if len(s.composition.elements) != 2 or len(s) > filt.max_sites or max(s.lattice.abc) > filt.max_length:
+        return []
+    pos = box_positions(s.frac_coords, standard_matrix(s.lattice), filt.box)
+    if pos.min() < 0 or pos.max() > filt.box:
+        return []
+    a, b = sorted(el.symbol for el in s.composition.elements)
+    known = {a, b} == {"O", "V"}
+    rows = []
+    for target in (("V", "O"), ("O", "V")):
+        mapping = dict(zip((a, b), target, strict=True))
+        t = s.copy()
+        t.replace_species(mapping)
+        t = t.get_sorted_structure()
+        tag = f"{a}->{mapping[a]},{b}->{mapping[b]}"
+        rows.append(
+            atoms_to_row(
+                structure_to_atoms(t),
+                id=f"{doc['id']}:{mapping[a]}{mapping[b]}",
+                source=doc["id"],
+                source_id=doc["id"],
+                source_formula=doc["formula"],
+                assignment=tag,
+                formula=t.composition.reduced_formula,
+                nsites=len(t),
+                known_vo=bool(known and mapping[a] == a),
+            )
+        )
+    return rows
+
+
+def build_vo_dataset(
+    out: str | os.PathLike[str],
+    source: str | os.PathLike[str] = DEFAULT_SOURCE,
+    limit: int | None = None,
+    filt: VOFilter = VOFilter(),
+) -> dict[str, int]:
+    """Build the VO dataset with one Ray task per source binary; returns counts."""
+    import ray
+
+    from crystalspace.atoms.io import rows_to_table
+
+    docs = read_sources(source, limit)
+    task = ray.remote(num_cpus=1)(substitute)
+    pending = [task.remote(d, filt) for d in docs]
+    rows: list[dict[str, Any]] = []
+    kept_sources = 0
+    with progress(len(pending), "VO dataset", unit="sources") as bar:
+        while pending:
+            done, pending = ray.wait(pending, num_returns=min(len(pending), 64), timeout=5.0)
+            for ref in done:
+                r = ray.get(ref)
+                kept_sources += bool(r)
+                rows.extend(r)
+                bar.advance(1)
+    rows.sort(key=lambda r: r["id"])
+    _atomic_parquet(rows_to_table(rows), Path(out) / "structures.parquet")
+    counts = {"sources": len(docs), "sources_kept": kept_sources, "structures": len(rows)}
+    (Path(out) / "build.json").write_text(
+        json.dumps({**counts, "source": str(source), "filter": filt.__dict__}, indent=1)
+    )
+    return counts
+
+
+def _atomic_parquet(table: pa.Table, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    pq.write_table(table, tmp)
+    tmp.replace(path)
+
+
+def _energy_chunk(rows: list[dict[str, Any]], model_name: str) -> list[float]:
+    import torch
+
+    from crystalspace.atoms.io import atoms_to_structure, row_to_atoms
+    from crystalspace.gen.energy import load_energy_model
+
+    torch.set_num_threads(1)
+    model = load_energy_model(model_name)
+    return [float(e) for e in model.energies([atoms_to_structure(row_to_atoms(r)) for r in rows])]
+
+
+def label_energies(
+    data_dir: str | os.PathLike[str],
+    model_name: str = "chgnet",
+    chunk: int = 64,
+    limit: int | None = None,
+    max_chunks: int | None = None,
+) -> dict[str, int]:
+    """Energies, formation energies and stability labels for the dataset (resumable).
+
+    ``limit`` labels only the first rows (CI); ``max_chunks`` stops after that many new chunks
+    (the rest is done by the next call). The labelled table is ``labelled.parquet``.
+    """
+    import ray
+
+    from crystalspace.atoms.io import table_to_rows
+    from crystalspace.gen.energy import elemental_references, formation_energy, load_energy_model
+
+    d = Path(data_dir)
+    table = _read(d / "structures.parquet")
+    if limit is not None:
+        table = table.slice(0, limit)
+    rows = table_to_rows(table)
+    if not rows:
+        raise GenError(f"{d / 'structures.parquet'} has no structures to label")
+    parts = d / "energies"
+    parts.mkdir(exist_ok=True)
+    chunks = [(i, rows[i : i + chunk]) for i in range(0, len(rows), chunk)]
+    todo = [(i, c) for i, c in chunks if not (parts / f"part-{i:06d}.parquet").exists()]
+    if max_chunks is not None:
+        todo = todo[:max_chunks]
+    task = ray.remote(num_cpus=1)(_energy_chunk)
+    pending = {task.remote(c, model_name): (i, c) for i, c in todo}
+    with progress(len(pending), "energies", unit="structures") as bar:
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            i, c = pending.pop(done[0])
+            e = ray.get(done[0])
+            _atomic_parquet(
+                pa.table({"id": [r["id"] for r in c], "e_per_atom": e}), parts / f"part-{i:06d}.parquet"
+            )
+            bar.advance(len(c))
+    have = {i for i, _ in chunks if (parts / f"part-{i:06d}.parquet").exists()}
+    counts = {"structures": len(rows), "labelled": sum(len(c) for i, c in chunks if i in have)}
+    if len(have) < len(chunks):
+        log.warning("%d of %d chunks labelled; run again to resume", len(have), len(chunks))
+        return counts
+    refs = elemental_references(load_energy_model(model_name), d / "references.json")
+    energies = pa.concat_tables([pq.read_table(parts / f"part-{i:06d}.parquet") for i, _ in chunks])
+    e_map = dict(zip(energies["id"].to_pylist(), energies["e_per_atom"].to_pylist(), strict=True))
+    ef = []
+    for r in rows:
+        nums = np.asarray(r["numbers"])
+        comp = {"V": float((nums == 23).sum()), "O": float((nums == 8).sum())}
+        ef.append(formation_energy(comp, e_map[r["id"]], refs))
+    e_pa = [e_map[r["id"]] for r in rows]
+    out = table.set_column(
+        table.schema.get_field_index("energy"),
+        "energy",
+        pa.array([e * len(r["numbers"]) for e, r in zip(e_pa, rows, strict=True)]),
+    )
+    out = out.append_column("e_per_atom", pa.array(e_pa)).append_column("e_form", pa.array(ef))
+    out = out.append_column("stable", pa.array([x <= STABLE_EF for x in ef]))
+    out = out.append_column("energy_model", pa.array([model_name] * len(rows)))
+    _atomic_parquet(out, d / "labelled.parquet")
+    counts["stable"] = int(sum(x <= STABLE_EF for x in ef))
+    return counts
+
+
+def _read(path: Path) -> pa.Table:
+    if not path.exists():
+        raise GenError(f"{path} not found: run `crystalspace gen build-data` first")
+    return pq.read_table(path)
+
+
+def load_labelled(data_dir: str | os.PathLike[str]) -> pa.Table:
+    """The labelled VO dataset (clear error if the energy step has not finished)."""
+    p = Path(data_dir) / "labelled.parquet"
+    if not p.exists():
+        raise GenError(f"{p} not found: run `crystalspace gen build-data` (energy step) to finish labelling")
+    return pq.read_table(p)

@@ -1,0 +1,388 @@
+"""Training the iMatGen model set with Ray Train, and the saved generator that encodes and decodes.
+
+Two steps in one Ray Train run (one ``TorchTrainer`` job, 1 CPU worker in tests, N GPUs on a
+cluster): (1) the cell and basis autoencoders learn to compress images that are drawn on the fly
+from the structures (no image is ever stored); (2) the materials generator (VAE) learns the
+distribution of ``[cell vector | basis vector per element | element counts]`` with the stability
+classifier on its latent space. The saved model is a folder (``config.json``, ``weights.pt``,
+``latents.npz`` with the latent means of every dataset row, ``metrics.json``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from crystalspace.gen.errors import GenError
+from crystalspace.gen.images import ImageSpec, render_basis, render_cells, standard_matrix
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    import torch
+    from pymatgen.core import Structure
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainSettings:
+    """Model sizes and optimisation (defaults sized for a GPU; configs shrink them for CPU)."""
+
+    cell_latent: int = 32
+    basis_latent: int = 128
+    vae_latent: int = 64
+    vae_hidden: int = 512
+    width: int = 16
+    epochs_cell: int = 20
+    epochs_basis: int = 20
+    epochs_vae: int = 200
+    batch_size: int = 64
+    lr: float = 1e-3
+    beta: float = 1e-3  # KL weight
+    gamma: float = 1.0  # stability-classifier weight
+    test_fraction: float = 0.1
+    hold_out_known: bool = True  # train without the known V–O materials (rediscovery test)
+    seed: int = 0
+    num_workers: int = 1
+    use_gpu: bool = False
+    spec: dict[str, Any] = field(default_factory=lambda: asdict(ImageSpec()))
+
+
+# --------------------------------------------------------------- data arrays
+def row_structure(row: dict[str, Any]) -> Structure:
+    """pymatgen structure of a dataset row."""
+    from crystalspace.atoms.io import atoms_to_structure, row_to_atoms
+
+    return atoms_to_structure(row_to_atoms(row))
+
+
+def structure_tensors(
+    structures: list[Structure], spec: ImageSpec, max_atoms: int | None = None
+) -> dict[str, np.ndarray]:
+    """Metric tensors, box positions (padded), channels (-1 = pad) and element counts."""
+    from crystalspace.gen.images import structure_arrays
+
+    p = max_atoms or max(len(s) for s in structures)
+    n = len(structures)
+    metric = np.zeros((n, 3, 3), np.float32)
+    pos = np.zeros((n, p, 3), np.float32)
+    ch = -np.ones((n, p), np.int64)
+    counts = np.zeros((n, len(spec.elements)), np.float32)
+    for i, s in enumerate(structures):
+        m = standard_matrix(s.lattice)
+        metric[i] = m @ m.T
+        x, c = structure_arrays(s, spec)
+        pos[i, : len(x)], ch[i, : len(x)] = x, c
+        counts[i] = np.bincount(c, minlength=len(spec.elements))
+    return {"metric": metric, "pos": pos, "ch": ch, "counts": counts}
+
+
+def split_indices(
+    table: pa.Table, test_fraction: float, hold_out_known: bool, seed: int
+) -> dict[str, np.ndarray]:
+    """90/10 train/test split of the rows; known V–O materials form their own held-out set."""
+    known = np.asarray(table["known_vo"].to_pylist(), dtype=bool)
+    rng = np.random.default_rng(seed)
+    pool = np.flatnonzero(~known) if hold_out_known else np.arange(len(known))
+    pool = rng.permutation(pool)
+    n_test = max(1, round(test_fraction * len(pool)))
+    return {"train": np.sort(pool[n_test:]), "test": np.sort(pool[:n_test]), "known": np.flatnonzero(known)}
+
+
+# ------------------------------------------------------------------ images
+def images(
+    arrays: dict[str, torch.Tensor], idx: torch.Tensor, spec: ImageSpec, device: Any
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cell (B,1,m,m,m) and basis (B,C,n,n,n) images of rows ``idx``, drawn on ``device``."""
+    metric = arrays["metric"][idx].to(device)
+    cell = render_cells(metric, spec.cell_grid, spec.cell_sigma)
+    basis = render_basis(
+        arrays["pos"][idx].to(device),
+        arrays["ch"][idx].to(device),
+        spec.basis_grid,
+        spec.box,
+        spec.basis_sigma,
+        len(spec.elements),
+    )
+    return cell, basis
+
+
+def material_vectors(
+    cell_ae: Any, basis_ae: Any, cell: torch.Tensor, basis: torch.Tensor, counts: torch.Tensor
+) -> torch.Tensor:
+    """``[cell vector | basis vector per element | counts / 20]`` (the generator's input)."""
+    import torch
+
+    b, c = basis.shape[:2]
+    vb = basis_ae.encode(basis.reshape(b * c, 1, *basis.shape[2:])).reshape(b, -1)
+    return torch.cat([cell_ae.encode(cell), vb, counts / 20.0], dim=1)
+
+
+# ------------------------------------------------------------- the train loop
+def _batches(
+    idx: torch.Tensor, batch: int, world: int, rank: int, gen: torch.Generator
+) -> list[torch.Tensor]:
+    import torch
+
+    perm = idx[torch.randperm(len(idx), generator=gen)]
+    per_rank = max(1, len(perm) // world)
+    mine = perm[rank * per_rank : (rank + 1) * per_rank]
+    nb = max(1, per_rank // batch)
+    return [mine[i * batch : (i + 1) * batch] for i in range(nb) if len(mine[i * batch : (i + 1) * batch])]
+
+
+def train_loop(cfg: dict[str, Any]) -> None:
+    """Per-worker loop: cell AE, basis AE, then the VAE; rank 0 checkpoints the model set."""
+    import torch
+    from ray.train.torch import prepare_model
+
+    from crystalspace.gen.models import ConvAutoencoder, MaterialsVAE, image_loss, vae_loss
+    from crystalspace.gen.train import report, worker_info
+
+    rank, world, device = worker_info()
+    s = TrainSettings(**cfg["settings"])
+    spec = ImageSpec(**{**s.spec, "elements": tuple(s.spec["elements"])})
+    torch.manual_seed(s.seed)
+    gen = torch.Generator().manual_seed(s.seed)
+    arrays = {k: torch.as_tensor(v) for k, v in cfg["arrays"].items()}
+    train_idx = torch.as_tensor(cfg["split"]["train"])
+    wrap = (lambda m: prepare_model(m)) if world > 1 else (lambda m: m.to(device))
+    cell_ae = ConvAutoencoder(spec.cell_grid, s.cell_latent, s.width).to(device)
+    basis_ae = ConvAutoencoder(spec.basis_grid, s.basis_latent, s.width).to(device)
+    history: list[dict[str, Any]] = []
+    t0 = time.perf_counter()
+
+    for stage, model, epochs in (("cell", cell_ae, s.epochs_cell), ("basis", basis_ae, s.epochs_basis)):
+        net = wrap(model)
+        opt = torch.optim.Adam(net.parameters(), lr=s.lr)
+        for epoch in range(epochs):
+            net.train()
+            losses = []
+            for idx in _batches(train_idx, s.batch_size, world, rank, gen):
+                cell, basis = images(arrays, idx, spec, device)
+                x = cell if stage == "cell" else basis.reshape(-1, 1, *basis.shape[2:])
+                loss = image_loss(net(x), x, peak_weight=0.0 if stage == "cell" else 10.0)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                losses.append(loss.item())
+            m = {
+                "stage": stage,
+                "epoch": epoch,
+                "loss": float(np.mean(losses)),
+                "seconds": time.perf_counter() - t0,
+            }
+            history.append(m)
+            report(m)
+
+    # Step 2: the materials generator on the (frozen) image vectors.
+    cell_ae.eval()
+    basis_ae.eval()
+    n_rows = len(arrays["metric"])
+    vecs = []
+    with torch.no_grad():
+        for i in range(0, n_rows, s.batch_size):
+            idx = torch.arange(i, min(i + s.batch_size, n_rows))
+            cell, basis = images(arrays, idx, spec, device)
+            vecs.append(material_vectors(cell_ae, basis_ae, cell, basis, arrays["counts"][idx].to(device)))
+    x_all = torch.cat(vecs)
+    mean = x_all[train_idx.to(device)].mean(0)
+    std = x_all[train_idx.to(device)].std(0).clamp(min=1e-4)
+    xn = (x_all - mean) / std
+    stable = torch.as_tensor(cfg["stable"], device=device)
+    vae_mod = MaterialsVAE(xn.shape[1], s.vae_latent, s.vae_hidden).to(device)
+    vae = wrap(vae_mod)
+    opt = torch.optim.Adam(vae.parameters(), lr=s.lr)
+    for epoch in range(s.epochs_vae):
+        vae.train()
+        parts: list[dict[str, float]] = []
+        for idx in _batches(train_idx, s.batch_size, world, rank, gen):
+            idx_d = idx.to(device)
+            loss, part = vae_loss(xn[idx_d], vae(xn[idx_d]), stable[idx_d], s.beta, s.gamma)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            parts.append(part)
+        if epoch % 10 == 0 or epoch == s.epochs_vae - 1:
+            m = {
+                "stage": "vae",
+                "epoch": epoch,
+                **{k: float(np.mean([p[k] for p in parts])) for k in parts[0]},
+            }
+            m["seconds"] = time.perf_counter() - t0
+            history.append(m)
+            report(m)
+    vae_mod.eval()
+    with torch.no_grad():
+        mu = vae_mod.encode(xn)[0].cpu().numpy()
+        test = torch.as_tensor(cfg["split"]["test"], device=device)
+        acc = float(
+            (
+                (vae_mod.classifier(torch.as_tensor(mu, device=device)[test]).squeeze(-1) > 0)
+                == stable[test].bool()
+            )
+            .float()
+            .mean()
+        )
+    final = {"stage": "done", "test_stability_accuracy": acc, "seconds": time.perf_counter() - t0}
+    history.append(final)
+    state = {
+        "cell_ae": {k: v.cpu() for k, v in cell_ae.state_dict().items()},
+        "basis_ae": {k: v.cpu() for k, v in basis_ae.state_dict().items()},
+        "vae": {k: v.cpu() for k, v in vae_mod.state_dict().items()},
+        "mean": mean.cpu(),
+        "std": std.cpu(),
+        "mu": mu,
+        "history": history,
+        "in_dim": int(xn.shape[1]),
+    }
+    report(final, state)
+
+
+def train_generator(
+    data_dir: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    settings: TrainSettings,
+    limit: int | None = None,
+) -> dict[str, Any]:
+    """Train the model set on the labelled VO dataset and save the model folder ``out``."""
+    from crystalspace.atoms.io import table_to_rows
+    from crystalspace.gen.dataset import load_labelled
+    from crystalspace.gen.train import checkpoint_state, fit
+
+    table = load_labelled(data_dir)
+    if limit is not None:
+        table = table.slice(0, limit)
+    spec = ImageSpec(**{**settings.spec, "elements": tuple(settings.spec["elements"])})
+    rows = table_to_rows(table)
+    arrays = structure_tensors([row_structure(r) for r in rows], spec, max_atoms=20)
+    split = split_indices(table, settings.test_fraction, settings.hold_out_known, settings.seed)
+    if len(split["train"]) < 2:
+        raise GenError(f"only {len(split['train'])} training rows; need at least 2")
+    stable = np.asarray(table["stable"].to_pylist(), dtype=bool)
+    cfg = {"settings": asdict(settings), "arrays": arrays, "split": split, "stable": stable}
+    out = Path(out)
+    result = fit(
+        train_loop,
+        cfg,
+        name=f"gen-{int(time.time())}",
+        storage_path=out.parent / "ray_results",
+        num_workers=settings.num_workers,
+        use_gpu=settings.use_gpu,
+    )
+    state = checkpoint_state(result)
+    _save_model(out, settings, state, table, split)
+    return state["history"][-1]
+
+
+def _save_model(
+    out: Path, settings: TrainSettings, state: dict[str, Any], table: pa.Table, split: dict[str, np.ndarray]
+) -> None:
+    import torch
+
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    (tmp / "config.json").write_text(
+        json.dumps({"settings": asdict(settings), "in_dim": state["in_dim"]}, indent=1)
+    )
+    torch.save({k: state[k] for k in ("cell_ae", "basis_ae", "vae", "mean", "std")}, tmp / "weights.pt")
+    arrays: dict[str, Any] = {f"split_{k}": v for k, v in split.items()}
+    np.savez(
+        tmp / "latents.npz",
+        mu=state["mu"],
+        ids=np.array(table["id"].to_pylist()),
+        formula=np.array(table["formula"].to_pylist()),
+        stable=np.asarray(table["stable"].to_pylist(), bool),
+        known_vo=np.asarray(table["known_vo"].to_pylist(), bool),
+        **arrays,
+    )
+    (tmp / "metrics.json").write_text(json.dumps(state["history"], indent=1))
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.replace(out)
+
+
+# ------------------------------------------------------------- the generator
+class Generator:
+    """A trained model folder: encode structures to latents, decode latents to structures."""
+
+    def __init__(self, folder: str | os.PathLike[str], device: str = "cpu") -> None:
+        import torch
+
+        from crystalspace.gen.models import ConvAutoencoder, MaterialsVAE
+
+        f = Path(folder)
+        if not (f / "weights.pt").exists():
+            raise GenError(
+                f"no trained model in {f}: run `crystalspace gen train` first (configs: pipelines/configs/gen_small.yaml)"
+            )
+        cfg = json.loads((f / "config.json").read_text())
+        self.settings = TrainSettings(**cfg["settings"])
+        self.spec = ImageSpec(**{**self.settings.spec, "elements": tuple(self.settings.spec["elements"])})
+        w = torch.load(f / "weights.pt", map_location=device, weights_only=False)
+        s = self.settings
+        self.cell_ae = ConvAutoencoder(self.spec.cell_grid, s.cell_latent, s.width)
+        self.basis_ae = ConvAutoencoder(self.spec.basis_grid, s.basis_latent, s.width)
+        self.vae = MaterialsVAE(cfg["in_dim"], s.vae_latent, s.vae_hidden)
+        for name in ("cell_ae", "basis_ae", "vae"):
+            getattr(self, name).load_state_dict(w[name])
+            getattr(self, name).to(device).eval()
+        self.mean, self.std = w["mean"].to(device), w["std"].to(device)
+        self.device = device
+        lat = np.load(f / "latents.npz")
+        self.latents = {k: lat[k] for k in lat.files}
+
+    def encode(self, structures: list[Structure]) -> np.ndarray:
+        """Latent means (K, latent) of structures."""
+        import torch
+
+        arr = {k: torch.as_tensor(v) for k, v in structure_tensors(structures, self.spec).items()}
+        idx = torch.arange(len(structures))
+        with torch.no_grad():
+            cell, basis = images(arr, idx, self.spec, self.device)
+            x = material_vectors(self.cell_ae, self.basis_ae, cell, basis, arr["counts"].to(self.device))
+            return self.vae.encode((x - self.mean) / self.std)[0].cpu().numpy()
+
+    def stability(self, z: np.ndarray) -> np.ndarray:
+        """Classifier probability that a latent point is stable (E_f ≤ 0.5 eV/atom)."""
+        import torch
+
+        with torch.no_grad():
+            return (
+                torch.sigmoid(
+                    self.vae.classifier(torch.as_tensor(z, dtype=torch.float32, device=self.device))
+                )
+                .squeeze(-1)
+                .cpu()
+                .numpy()
+            )
+
+    def decode_images(self, z: np.ndarray, batch: int = 32) -> tuple[np.ndarray, np.ndarray]:
+        """Cell (K, m,m,m) and basis (K, C, n,n,n) images of latent points."""
+        import torch
+
+        cells, bases = [], []
+        c = len(self.spec.elements)
+        with torch.no_grad():
+            for i in range(0, len(z), batch):
+                zz = torch.as_tensor(z[i : i + batch], dtype=torch.float32, device=self.device)
+                x = self.vae.decode(zz) * self.std + self.mean
+                lc, lb = self.settings.cell_latent, self.settings.basis_latent
+                cells.append(self.cell_ae.decode(x[:, :lc])[:, 0].cpu().numpy())
+                vb = x[:, lc : lc + c * lb].reshape(-1, lb)
+                b = self.basis_ae.decode(vb)
+                bases.append(b.reshape(len(zz), c, *b.shape[2:]).cpu().numpy())
+        return np.concatenate(cells), np.concatenate(bases)
+
+    def reconstruct_images(self, structures: list[Structure]) -> tuple[np.ndarray, np.ndarray]:
+        """Images after encoding and decoding through the whole model (latent means)."""
+        return self.decode_images(self.encode(structures))

@@ -1,0 +1,276 @@
+"""The generator pipeline's steps (what the CLI and ``pipelines/gen_pipeline.py`` call)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from pymatgen.core import Structure
+
+    from crystalspace.config import GenConfig
+    from crystalspace.gen.images import ImageSpec
+    from crystalspace.gen.learn import Generator, TrainSettings
+
+log = logging.getLogger(__name__)
+
+
+def image_spec(cfg: GenConfig) -> ImageSpec:
+    """Image settings of a config."""
+    from crystalspace.gen.images import ImageSpec
+
+    return ImageSpec(
+        cell_grid=cfg.cell_grid,
+        cell_sigma=cfg.cell_sigma,
+        basis_grid=cfg.basis_grid,
+        box=cfg.box,
+        basis_sigma=cfg.basis_sigma,
+    )
+
+
+def train_settings(cfg: GenConfig) -> TrainSettings:
+    """Training settings of a config (``train:`` overrides on the defaults)."""
+    from crystalspace.gen.errors import GenError
+    from crystalspace.gen.learn import TrainSettings
+
+    try:
+        return TrainSettings(**{**cfg.train, "seed": cfg.seed, "spec": asdict(image_spec(cfg))})
+    except TypeError as exc:
+        raise GenError(f"bad train setting: {exc}") from None
+
+
+def build_data(cfg: GenConfig, energies: bool = True) -> dict[str, Any]:
+    """Step 1 (substitution, Ray tasks) and step 2 (energies, resumable Ray tasks)."""
+    from crystalspace.gen.dataset import VOFilter, build_vo_dataset, label_energies
+
+    counts: dict[str, Any] = {}
+    if not (Path(cfg.data_dir) / "structures.parquet").exists():
+        counts.update(
+            build_vo_dataset(
+                cfg.data_dir, cfg.source, cfg.limit, VOFilter(cfg.max_sites, cfg.max_length, cfg.box)
+            )
+        )
+    else:
+        counts.update(json.loads((Path(cfg.data_dir) / "build.json").read_text()))
+    if energies:
+        counts.update(label_energies(cfg.data_dir, cfg.energy_model, cfg.energy_chunk, cfg.energy_limit))
+    return counts
+
+
+def train(cfg: GenConfig) -> dict[str, Any]:
+    """Train the model set (Ray Train) and save it to ``cfg.model_dir``."""
+    from crystalspace.gen.learn import train_generator
+
+    return train_generator(cfg.data_dir, cfg.model_dir, train_settings(cfg))
+
+
+def _context(
+    cfg: GenConfig,
+) -> tuple[
+    Generator, dict[str, list[tuple[str, Structure]]], set[str], set[str], dict[tuple[str, str], float]
+]:
+    import torch
+
+    from crystalspace.gen.evaluate import dataset_structures, mp_vo_structures, require_model
+    from crystalspace.gen.learn import Generator
+    from crystalspace.gen.sample import min_distances, mp_vo_formulas
+
+    require_model(cfg.model_dir)
+    gen = Generator(cfg.model_dir, device="cuda" if torch.cuda.is_available() else "cpu")
+    table, structures = dataset_structures(cfg.data_dir)
+    refs: dict[str, list[tuple[str, Structure]]] = {}
+    for rid, s in zip(table["id"].to_pylist(), structures, strict=True):
+        refs.setdefault(s.composition.reduced_formula, []).append((rid, s))
+    mp = mp_vo_structures(cfg.source)
+    for mid, s in mp:
+        refs.setdefault(s.composition.reduced_formula, []).append((mid, s))
+    vo_formulas = {s.composition.reduced_formula for s in structures}
+    return gen, refs, mp_vo_formulas(), vo_formulas, min_distances([s for _, s in mp])
+
+
+def sample(
+    cfg: GenConfig, n: int | None = None, method: str | None = None, out: str | None = None
+) -> dict[str, Any]:
+    """Sample, decode, post-process, classify; write CIFs and tables. Returns Table-2 counts."""
+    from crystalspace.gen.sample import classify, decode_latents, sample_latents, write_samples
+
+    gen, refs, mp_f, vo_f, min_dist = _context(cfg)
+    method = method or cfg.method
+    z, prov = sample_latents(gen, n or cfg.n_samples, method, cfg.seed)
+    structures = decode_latents(gen, z, min_dist, cfg.peak_threshold)
+    rows = classify(structures, refs, mp_f, vo_f)
+    return write_samples(Path(out or cfg.out_dir) / method, structures, rows, prov, method)
+
+
+def evaluate(cfg: GenConfig, out: str | None = None) -> dict[str, Any]:
+    """Table 1, Table 2 (slerp and random), rediscovery, stability of new structures, baseline;
+    writes ``report.json``, ``report.md`` and PNG figures under ``out``."""
+    import pandas as pd
+    from pymatgen.core import Structure
+
+    from crystalspace.gen import evaluate as ev
+    from crystalspace.gen.energy import elemental_references, load_energy_model
+
+    d = Path(out or cfg.out_dir)
+    d.mkdir(parents=True, exist_ok=True)
+    gen, refs, _mp_f, _vo_f, min_dist = _context(cfg)
+    _table, structures = ev.dataset_structures(cfg.data_dir)
+    lat = gen.latents
+    rng = np.random.default_rng(cfg.seed)
+    k = cfg.reconstruct_max
+    pick = {name: np.sort(rng.permutation(lat[f"split_{name}"])[:k]) for name in ("train", "test")}
+    report: dict[str, Any] = {"dataset": {"rows": len(structures), "stable": int(np.sum(lat["stable"]))}}
+    t1: dict[str, Any] = {}
+    t1["intrinsic"] = ev.reconstruction(gen, [structures[i] for i in pick["test"]], through_model=False)
+    t1["intrinsic_refined"] = ev.reconstruction(
+        gen, [structures[i] for i in pick["test"]], through_model=False, refine=True
+    )
+    for name in ("train", "test"):
+        t1[name] = ev.reconstruction(gen, [structures[i] for i in pick[name]])
+    report["table1"] = t1
+    known = [(str(lat["ids"][i]), structures[i]) for i in lat["split_known"]]
+    report["rediscovery"] = ev.rediscovery(gen, known, min_dist, seed=cfg.seed)
+    report["rediscovery"]["held_out_of_training"] = bool(gen.settings.hold_out_known)
+    t2 = {}
+    for method in ("slerp", "random"):
+        t2[method] = sample(cfg, cfg.n_samples, method, str(d))
+    report["table2"] = t2
+    # Stability of new structures and the baseline, under the force field.
+    model = load_energy_model(cfg.energy_model, cfg.energy_device)
+    e_refs = elemental_references(model, Path(cfg.data_dir) / "references.json")
+    new = pd.concat(
+        [pd.read_parquet(d / m / "generated.parquet").assign(method=m) for m in ("slerp", "random")]
+    )
+    new = new[new.new_material]
+    counts = new.formula.value_counts()
+    cand = new[new.formula.isin(counts.index[: max(1, cfg.relax_max)])].head(cfg.relax_max)
+    cand_structures = [Structure.from_file(d / m / c) for m, c in zip(cand.method, cand.cif, strict=True)]
+    mp_known = [
+        (mid, s) for f, lst in refs.items() for mid, s in lst if mid.startswith("mp-") and ":" not in mid
+    ]
+    stab, calls = (
+        ev.hull_energies(model, e_refs, mp_known, cand_structures, cfg.relax_steps)
+        if cand_structures
+        else ([], 0)
+    )
+    report["stability"] = {
+        "relaxed": len(stab),
+        "e_hull_le_80meV": int(sum(r["e_hull"] <= ev.E_HULL_CUT for r in stab)),
+        "negative_e_form": int(sum(r["e_form"] < 0 for r in stab)),
+        "force_calls": calls,
+        "rows": [{k: v for k, v in r.items() if k != "structure"} for r in stab],
+    }
+    report["baseline"] = _baseline(cfg, model, new, d, counts)
+    _figures(d, stab, report["baseline"])
+    (d / "report.json").write_text(json.dumps(report, indent=1, default=float))
+    (d / "report.md").write_text(markdown_report(report))
+    return report
+
+
+def _baseline(cfg: GenConfig, model: Any, new: Any, d: Path, counts: Any) -> dict[str, Any]:
+    from pymatgen.core import Structure
+
+    from crystalspace.gen.evaluate import generator_search, random_search
+
+    out: dict[str, Any] = {}
+    if cfg.baseline_budget <= 0:
+        return out
+    for formula in list(counts.index[:2]):
+        rows = new[new.formula == formula]
+        structures = [Structure.from_file(d / m / c) for m, c in zip(rows.method, rows.cif, strict=True)]
+        g = generator_search(model, structures, cfg.baseline_budget, steps=cfg.relax_steps)
+        r = random_search(model, formula, cfg.baseline_budget, steps=cfg.relax_steps, seed=cfg.seed)
+        out[formula] = {"generator": g, "random_search": r}
+    return out
+
+
+def _figures(d: Path, stab: list[dict[str, Any]], baseline: dict[str, Any]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from ase.visualize.plot import plot_atoms
+
+    from crystalspace.atoms.io import structure_to_atoms
+
+    shown = sorted(stab, key=lambda r: r["e_hull"])[:6]
+    if shown:
+        fig, axes = plt.subplots(1, len(shown), figsize=(3.2 * len(shown), 3.4), squeeze=False)
+        for ax, r in zip(axes[0], shown, strict=True):
+            plot_atoms(structure_to_atoms(r["structure"]), ax, rotation="10x,20y,0z", radii=0.5)
+            ax.set_title(f"{r['formula']}\nE_hull {1000 * r['e_hull']:.0f} meV/atom", fontsize=9)
+            ax.set_axis_off()
+        fig.tight_layout()
+        fig.savefig(d / "generated_structures.png", dpi=120)
+        plt.close(fig)
+    if baseline:
+        fig, axes = plt.subplots(1, len(baseline), figsize=(4.5 * len(baseline), 3.4), squeeze=False)
+        for ax, (formula, curves) in zip(axes[0], baseline.items(), strict=True):
+            for name, curve in curves.items():
+                if curve:
+                    x, y = zip(*curve, strict=True)
+                    ax.step(x, y, where="post", label=name)
+            ax.set_title(formula)
+            ax.set_xlabel("force-field evaluations")
+            ax.set_ylabel("best energy (eV/atom)")
+            ax.legend()
+        fig.tight_layout()
+        fig.savefig(d / "baseline.png", dpi=120)
+        plt.close(fig)
+
+
+def markdown_report(r: dict[str, Any]) -> str:
+    """The tables of a report next to the study's numbers."""
+    from crystalspace.gen.evaluate import STUDY_REDISCOVERY, STUDY_STABLE_NEW, STUDY_TABLE1, STUDY_TABLE2
+
+    lines = [
+        "### Table 1: reconstruction RMSE",
+        "",
+        "| set | n | a Å | b Å | c Å | α ° | β ° | γ ° | basis Å | counts match | fully reconstructed |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, t in r["table1"].items():
+        cells = " | ".join(f"{x:.3f}" if i < 3 else f"{x:.2f}" for i, x in enumerate(t["rmse_cell"]))
+        lines.append(
+            f"| {name} | {t['n']} | {cells} | {t['rmse_basis']:.3f} (mean {t['mean_basis']:.3f}) | {t['counts_match']} | {t['fully_reconstructed']} |"
+        )
+    s_int, s_test = STUDY_TABLE1["intrinsic"], STUDY_TABLE1["test"]
+    lines.append(f"| study intrinsic | 10,981 | {' | '.join(str(x) for x in s_int)} | | |")
+    lines.append(
+        f"| study test | 1,189 | {' | '.join(str(x) for x in s_test)} | | {STUDY_TABLE1['fully_reconstructed'][0]:,} of {STUDY_TABLE1['fully_reconstructed'][1]:,} (all) |"
+    )
+    lines += [
+        "",
+        "### Table 2: generation",
+        "",
+        "| method | generated | valid V ox | unique compositions | in MP | in VO dataset only | new | unique new structures | study generated / valid / compositions |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for m, t in r["table2"].items():
+        s = STUDY_TABLE2[m]
+        lines.append(
+            f"| {m} | {t['generated']} | {t['valid_ox']} | {t['unique_compositions']} | {t['compositions_in_MP']} | {t['compositions_in_VO_only']} | {t['compositions_new']} | {t['unique_new_structures']} | {s['generated']} / {s['valid_ox']} / {s['unique_compositions']} |"
+        )
+    rd = r["rediscovery"]
+    st = r["stability"]
+    lines += [
+        "",
+        f"Rediscovery (held out of training: {rd.get('held_out_of_training')}): {rd['rediscovered']} of {rd['held_out']} known V–O materials (study {STUDY_REDISCOVERY[0]} of {STUDY_REDISCOVERY[1]}).",
+        "",
+        f"Stability: {st['e_hull_le_80meV']} of {st['relaxed']} relaxed new structures have E_hull ≤ 80 meV/atom, {st['negative_e_form']} have E_f < 0 (study: {STUDY_STABLE_NEW} new with E_hull ≤ 80 meV/atom).",
+        "",
+        "### Baseline: best energy (eV/atom) found vs force-field evaluations",
+        "",
+        "| composition | method | evaluations | best E |",
+        "|---|---|---|---|",
+    ]
+    for formula, curves in r["baseline"].items():
+        for name, curve in curves.items():
+            ev, best = curve[-1] if curve else (0, float("nan"))
+            lines.append(f"| {formula} | {name} | {ev} | {best:.4f} |")
+    return "\n".join(lines) + "\n"

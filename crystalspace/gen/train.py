@@ -1,0 +1,68 @@
+"""Generic Ray Train glue: run a per-worker loop on a ``TorchTrainer``, report metrics, hand a
+state dict back to the driver through a rank-0 checkpoint."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+
+def fit(
+    loop: Callable[[dict[str, Any]], None],
+    config: dict[str, Any],
+    name: str,
+    storage_path: str | os.PathLike[str],
+    num_workers: int = 1,
+    use_gpu: bool = False,
+) -> Any:
+    """Run ``loop(config)`` on ``num_workers`` Ray Train workers; returns the ``Result``."""
+    from ray.train import RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    trainer = TorchTrainer(
+        loop,
+        train_loop_config=config,
+        scaling_config=ScalingConfig(
+            num_workers=num_workers, use_gpu=use_gpu, resources_per_worker=None if use_gpu else {"CPU": 1}
+        ),
+        run_config=RunConfig(name=name, storage_path=str(Path(storage_path).resolve())),
+    )
+    result = trainer.fit()
+    if result.error is not None:
+        raise result.error
+    return result
+
+
+def report(metrics: dict[str, Any], state: dict[str, Any] | None = None) -> None:
+    """Report metrics from every worker; rank 0 attaches ``state`` (torch-saved) as the checkpoint."""
+    import ray.train
+    import torch
+
+    if state is None or ray.train.get_context().get_world_rank() != 0:
+        ray.train.report(metrics)
+        return
+    with tempfile.TemporaryDirectory() as d:
+        torch.save(state, Path(d) / "state.pt")
+        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
+
+
+def checkpoint_state(result: Any) -> dict[str, Any]:
+    """The state dict saved by :func:`report` in the run's last checkpoint."""
+    import torch
+
+    if result.checkpoint is None:
+        raise RuntimeError("training finished without a checkpoint")
+    with result.checkpoint.as_directory() as d:
+        return torch.load(Path(d) / "state.pt", map_location="cpu", weights_only=False)
+
+
+def worker_info() -> tuple[int, int, Any]:
+    """(rank, world size, torch device) of the current Ray Train worker."""
+    import ray.train
+    import ray.train.torch
+
+    ctx = ray.train.get_context()
+    return ctx.get_world_rank(), ctx.get_world_size(), ray.train.torch.get_device()
