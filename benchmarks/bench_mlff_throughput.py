@@ -118,7 +118,7 @@ def ray_scaling(data: str, out: Path, workers: int, seconds: float, quick: bool)
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default="/work/shared/data/mlff_reference")
+    parser.add_argument("--data", default="../shared/data/mlff_reference")
     parser.add_argument("--out", default=os.environ.get("OUT", "runs/bench_mlff"))
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--quick", action="store_true", help="tiny sizes, CPU smoke test")

@@ -47,7 +47,7 @@ SIZES = {
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default="/work/shared/data/mlff_reference")
+    parser.add_argument("--data", default="../shared/data/mlff_reference")
     parser.add_argument("--out", default=os.environ.get("OUT", "runs/mlff_gpu_protocol"))
     parser.add_argument("--models", default="schnet,dimenetpp,nequip")
     parser.add_argument("--train", type=int, default=200, help="training frames per temperature")

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from crystalspace.chem.elements import MAX_Z, ChemistryError, element_table, parse_elements
 from crystalspace.chem.oxidation import DEFAULT_SET
 from crystalspace.errors import UserError
+from crystalspace.runtime import shared_data
 from crystalspace.space.combinatorics import MAX_ARITY, MAX_STOICH_LIMIT, MIN_ARITY
 from crystalspace.space.known import DEFAULT_REFERENCE
 
@@ -136,7 +137,9 @@ class MLFFConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    data: str = Field(default="/work/shared/data/mlff_reference", description="reference Parquet dir")
+    data: str = Field(
+        default_factory=lambda: shared_data("mlff_reference"), description="reference Parquet dir"
+    )
     train_material: str = Field(default="LGPS", description="material the model is trained on")
     test_materials: tuple[str, ...] = Field(default=("LGPS", "Li3PS4", "Li4GeS4"))
     train_per_temperature: int = Field(default=6000, ge=1, description="training frames per temperature")
@@ -196,8 +199,12 @@ class GenConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     source: str = Field(
-        default="/work/shared/data/mp_binary_smact/mp_binary_docs.jsonl.gz",
+        default_factory=lambda: shared_data("mp_binary_smact", "mp_binary_docs.jsonl.gz"),
         description="MP binaries (JSON lines)",
+    )
+    mp_formulas: str = Field(
+        default_factory=lambda: shared_data("mp_id_lists", "mp_ids_union_DERIVED.csv.gz"),
+        description="MP composition table (novelty: which V–O formulas MP knows)",
     )
     data_dir: str = Field(default="gen/data", description="VO dataset folder")
     model_dir: str = Field(default="gen/model", description="trained model folder")

@@ -8,9 +8,17 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
+
+SHARED_DATA_ENV = "CRYSTALSPACE_DATA"
+
+
+def shared_data(*parts: str) -> str:
+    """Path of a large input under the shared data folder: ``$CRYSTALSPACE_DATA`` or ``../shared/data``."""
+    return str(Path(os.environ.get(SHARED_DATA_ENV, "../shared/data")).joinpath(*parts))
 
 
 def init_ray(address: str | None = None, num_cpus: int | None = None, quiet: bool = True) -> None:
@@ -29,7 +37,8 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, quiet: boo
         ray.init(address=address, **kwargs)
         return
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # local-only cluster
-    ray.init(num_cpus=num_cpus, **kwargs)
+    # "local" always starts a fresh embedded cluster, never another user's `ray start` head.
+    ray.init(address="local", num_cpus=num_cpus, **kwargs)
 
 
 def quiet_ray_data() -> None:

@@ -15,7 +15,13 @@ def ray_session():
     """One embedded Ray cluster (2 CPUs, 1 GB object store) for every test that needs it."""
     import ray
 
-    ray.init(num_cpus=2, object_store_memory=1_000_000_000, include_dashboard=False, log_to_driver=False)
+    ray.init(
+        address="local",
+        num_cpus=2,
+        object_store_memory=1_000_000_000,
+        include_dashboard=False,
+        log_to_driver=False,
+    )
     yield ray
     ray.shutdown()
 

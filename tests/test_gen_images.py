@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,7 +21,7 @@ from crystalspace.gen.images import (
     match_sites,
 )
 
-SOURCE = "/work/shared/data/mp_binary_smact/mp_binary_docs.jsonl.gz"
+SOURCE = Path(__file__).parent / "data" / "gen_subset" / "mp_binary_docs.jsonl.gz"  # first 80 MP binaries
 
 
 def _vo_structures(k: int) -> list[Structure]:

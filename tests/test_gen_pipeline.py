@@ -4,6 +4,7 @@ sampling through the CLI, evaluation tables; plus the sampling/post-processing p
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -16,7 +17,10 @@ from crystalspace.cli import app
 from crystalspace.config import make_gen_config
 from crystalspace.gen.sample import postprocess, slerp, v_oxidation_state
 
+SUBSET = Path(__file__).parent / "data" / "gen_subset"
 TINY = {
+    "source": str(SUBSET / "mp_binary_docs.jsonl.gz"),
+    "mp_formulas": str(SUBSET / "mp_ids_union_VO.csv.gz"),
     "limit": 60,
     "energy_chunk": 24,
     "cell_grid": 8,

@@ -259,6 +259,53 @@ def test_end_to_end_train_resume_registry_evaluate(ray_session, tmp_path) -> Non
     np.testing.assert_allclose(atoms.get_forces(), f[0].numpy(), atol=1e-4)
     assert atoms.get_stress().shape == (6,)
     assert json.loads((result.entry / "config.json").read_text())["conservative"] is True
+    _md_with_trained_model(str(result.entry), tmp_path / "md")
+
+
+def _md_with_trained_model(entry: str, out: Path) -> None:
+    """Issue #5 in CI: the CI-trained model runs MD replicas on 2 Ray actors, one actor dies and
+    resumes from its checkpoint, then the analysis and the study's report run on the trajectories."""
+    from ase.io import read
+
+    from crystalspace.md.actors import run_md
+    from crystalspace.md.analysis import load_trajectories
+    from crystalspace.md.engine import MDProtocol
+    from crystalspace.md.report import build_report, load_model
+
+    protocol = MDProtocol(
+        ramp_ps=0.04, production_ps=0.4, checkpoint_every=40, record_every=5, record_every_ramp=5
+    )
+    structure = read(f"{DATA}/Li3PS4_chgnet_relaxed.cif")
+    summary = run_md({"Li3PS4": structure}, [800.0, 1200.0], 2, out / "traj", protocol, provider=entry,
+                     actors_per_material=2, crash_at_step=100)  # fmt: skip
+    assert (out / "traj" / ".crashed-Li3PS4-a0").exists()  # the first actor really died once
+    assert [r["status"] for r in summary] == ["ok"] * 4, summary
+    frames = load_trajectories(out / "traj")
+    for _, g in frames.groupby("replica"):
+        steps = np.sort(g.step.to_numpy())
+        assert steps[0] == 0
+        assert steps[-1] == protocol.n_steps
+        assert set(np.diff(steps)) == {5}  # no gap, no duplicate frame after the restart
+    info = json.loads((out / "traj" / "model.json").read_text())
+    assert info["arch"] == "schnet"
+    assert info["symmetry"] == "invariant"
+    assert info["parameters"] > 1000
+    reference = load_trajectories(Path(__file__).parent / "data" / "md_reference" / "Li3PS4.parquet")
+    reference = reference[reference.temperature_K.isin([800, 1200])]
+    tables = build_report(reference, [load_model("schnet-ci", [out / "traj"])], out / "report",
+                          fit_ps=(0.08, 0.3), rdf_frames=10)  # fmt: skip
+    assert tables["models"].parameters.iloc[0] == info["parameters"]
+    assert tables["errors"].verdict.iloc[0] in {"stable", "unstable"}
+    assert tables["conductivity"].neg_log10_sigma_300K.notna().all()
+    for name in (
+        "models.md",
+        "conductivity.md",
+        "errors.md",
+        "rdf_Li3PS4.png",
+        "msd_Li3PS4.png",
+        "arrhenius.png",
+    ):
+        assert (out / "report" / name).stat().st_size > 100, name
 
 
 def test_training_helpers(tmp_path) -> None:

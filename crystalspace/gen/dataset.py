@@ -26,11 +26,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from crystalspace.gen.errors import GenError
-from crystalspace.runtime import progress
+from crystalspace.runtime import progress, shared_data
 
 log = logging.getLogger(__name__)
 
-DEFAULT_SOURCE = "/work/shared/data/mp_binary_smact/mp_binary_docs.jsonl.gz"
+DEFAULT_SOURCE = shared_data("mp_binary_smact", "mp_binary_docs.jsonl.gz")
 STABLE_EF = 0.5  # eV/atom, the study's stability label
 
 

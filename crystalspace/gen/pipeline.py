@@ -90,7 +90,7 @@ def _context(
     for mid, s in mp:
         refs.setdefault(s.composition.reduced_formula, []).append((mid, s))
     vo_formulas = {s.composition.reduced_formula for s in structures}
-    return gen, refs, mp_vo_formulas(), vo_formulas, min_distances([s for _, s in mp])
+    return gen, refs, mp_vo_formulas(cfg.mp_formulas), vo_formulas, min_distances([s for _, s in mp])
 
 
 def sample(

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from crystalspace.gen.errors import GenError
+from crystalspace.runtime import shared_data
 
 if TYPE_CHECKING:
     from pymatgen.core import Structure
@@ -34,7 +35,7 @@ V_OX_RANGE = (2.0, 5.0)
 #: Minimal distances (Å) used when no known V–O structure is at hand (MP V–O oxides: vanadyl V–O
 #: 1.58 Å, shortest O–O about 2.5 Å, V–V pairs about 2.5 Å), scaled by 0.9.
 DEFAULT_MIN_DIST = {("V", "V"): 2.2, ("O", "O"): 2.2, ("O", "V"): 1.4}
-MP_VO_SOURCE = "/work/shared/data/mp_id_lists/mp_ids_union_DERIVED.csv.gz"
+MP_VO_SOURCE = shared_data("mp_id_lists", "mp_ids_union_DERIVED.csv.gz")
 
 
 def slerp(z0: np.ndarray, z1: np.ndarray, t: float) -> np.ndarray:
