@@ -28,6 +28,9 @@ app = typer.Typer(
 )
 space_app = typer.Typer(help="Enumerate, filter and label compositions.", no_args_is_help=True)
 app.add_typer(space_app, name="space")
+from crystalspace.csp.cli import app as csp_app  # noqa: E402
+
+app.add_typer(csp_app, name="csp")
 console = Console() if sys.stdout.isatty() else Console(width=200)
 
 ArityOpt = Annotated[str | None, typer.Option("--arity", help="arities, e.g. 2,3 (2..4)")]
