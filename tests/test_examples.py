@@ -17,6 +17,10 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 #: What each script must print (regular expressions, one per line of output they must match).
 EXPECTED = {
+    "csp_reconstruct.py": [
+        r"^GA: 4 runs, best distance-matrix mismatch 0\.\d+ A",
+        r"^matches rock salt: True",
+    ],
     "space_count.py": [r"^\s*2\s+645\s+57\s", r"^\s*4\s+57,345\s+24,185\s"],
     "space_explain.py": [
         r"^ZnO: standard - 2 charge-neutral",

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import functools
+import json
+from pathlib import Path
 
 import numpy as np
 from pymatgen.core import Composition, Element, Structure
+
+from crystalspace.chem.elements import ChemistryError
 
 FEATURES = (
     "mendeleev_number",
@@ -42,9 +46,32 @@ def _num(x: object) -> float:
         return float("nan")
 
 
-@functools.lru_cache(maxsize=128)
+TABLE_FILE = Path(__file__).with_name("element_features.json")
+
+
+@functools.lru_cache(maxsize=1)
+def _table() -> dict[int, tuple[float, ...]]:
+    data = json.loads(TABLE_FILE.read_text())
+    return {
+        int(z): tuple(float("nan") if v is None else float(v) for v in row)
+        for z, row in data["values"].items()
+    }
+
+
 def element_features(z: int) -> tuple[float, ...]:
-    """The 11 raw features of element ``z`` (NaN where the source has no value)."""
+    """The 11 raw features of element ``z`` (NaN where the source has no value).
+
+    Read from ``element_features.json``, generated once from ``mendeleev`` + pymatgen by
+    :func:`_raw_features` (sources in :data:`SOURCE`), so workers need no database queries.
+    """
+    row = _table().get(z)
+    if row is None:
+        raise ChemistryError(f"no element features for Z={z}")
+    return row
+
+
+def _raw_features(z: int) -> tuple[float, ...]:
+    """Query ``mendeleev`` (SQL, ~1 s per element) and pymatgen for the 11 features of ``z``."""
     from mendeleev import element
 
     m = element(z)

@@ -35,6 +35,7 @@ class CSPConfig:
     relax_steps: int = 30
     top_k: int = 10
     num_workers: int = 1
+    ga_actors: int = 2
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> CSPConfig:
@@ -136,6 +137,7 @@ def predict(
     lattice: Lattice | None = None,
     seed: int = 0,
     true_structure: Structure | None = None,
+    ga_actors: int = 2,
 ) -> dict[str, Any]:
     """Ranked candidate structures for ``formula`` (the formula as written gives the cell's atom counts)."""
     try:
@@ -156,7 +158,7 @@ def predict(
     d = d[: len(zs), : len(zs)]
     guess: LatticeGuess = bundle["lattice"].predict(zs)
     lat = lattice or lattice_for(zs, guess)
-    cands = ga_candidates(zs, lat, d, ga or GAConfig(), runs, seed=seed)
+    cands = ga_candidates(zs, lat, d, ga or GAConfig(), runs, n_actors=ga_actors, seed=seed)
     structs = [s for s, _ in cands]
     relaxed = relaxer.relax(structs, relax_steps) if relaxer else [(s, float("nan")) for s in structs]
     order = sorted(range(len(relaxed)), key=lambda i: (relaxed[i][1], cands[i][1]))
@@ -212,6 +214,7 @@ def evaluate_formulas(
             cfg.ga,
             cfg.relax_steps,
             true_structure=e.structure,
+            ga_actors=cfg.ga_actors,
         )
         cands = res["candidates"]
         ours = score_candidates(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import warnings
-from typing import Protocol
+from typing import Any, Protocol
 
 from pymatgen.core import Structure
 
@@ -52,3 +52,40 @@ class CHGNetRelaxer:
             preds = self.model.predict_structure(structures, batch_size=16)
         preds = preds if isinstance(preds, list) else [preds]
         return [float(p["e"]) for p in preds]
+
+
+class RelaxPool:
+    """A :class:`Relaxer` spreading work over Ray actors, each holding its own CHGNet (one core each)."""
+
+    def __init__(self, n_actors: int = 2, fmax: float = 0.1) -> None:
+        import ray
+
+        from crystalspace.runtime import init_ray
+
+        init_ray()
+        actor = ray.remote(num_cpus=1)(CHGNetRelaxer)
+        self.actors: list[Any] = [actor.remote(fmax=fmax) for _ in range(n_actors)]
+
+    def _spread(self, method: str, structures: list[Structure], *args: int) -> list[Any]:
+        import ray
+
+        chunks = [structures[i :: len(self.actors)] for i in range(len(self.actors))]
+        futs = [getattr(a, method).remote(c, *args) for a, c in zip(self.actors, chunks, strict=True) if c]
+        parts = ray.get(futs)
+        out: list[Any] = [None] * len(structures)
+        for k, part in enumerate(parts):
+            out[k :: len(self.actors)] = part
+        return out
+
+    def relax(self, structures: list[Structure], steps: int) -> list[tuple[Structure, float]]:
+        return self._spread("relax", structures, steps)
+
+    def energy(self, structures: list[Structure]) -> list[float]:
+        return self._spread("energy", structures)
+
+    def close(self) -> None:
+        """Stop the actors."""
+        import ray
+
+        for a in self.actors:
+            ray.kill(a)
