@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from crystalspace import __version__
+from crystalspace.csp.cli import app as csp_app
 from crystalspace.errors import user_errors
 from crystalspace.gen.cli import app as gen_app
 from crystalspace.md.cli import app as md_app
@@ -34,6 +35,7 @@ app.add_typer(space_app, name="space")
 app.add_typer(mlff_app, name="mlff")
 app.add_typer(md_app, name="md")
 app.add_typer(gen_app, name="gen")
+app.add_typer(csp_app, name="csp")
 console = Console() if sys.stdout.isatty() else Console(width=200)
 
 ArityOpt = Annotated[str | None, typer.Option("--arity", help="arities, e.g. 2,3 (2..4)")]

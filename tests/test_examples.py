@@ -28,6 +28,10 @@ EXPECTED = {
         r"^frames per replica: \[41\]",
         r"^LGPS 1200 K run 1: <T> \d+ K, D_Li",
     ],
+    "csp_reconstruct.py": [
+        r"^GA: 4 runs, best distance-matrix mismatch 0\.\d+ A",
+        r"^matches rock salt: True",
+    ],
     "space_count.py": [r"^\s*2\s+645\s+57\s", r"^\s*4\s+57,345\s+24,185\s"],
     "space_explain.py": [
         r"^ZnO: standard - 2 charge-neutral",

@@ -1,0 +1,1 @@
+"""Crystal structure prediction from predicted distance matrices (AlphaCrystal-II)."""

@@ -1,0 +1,253 @@
+"""End to end: build + train, predict (GA on Ray actors -> relax -> rank), evaluate vs random search."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pymatgen.analysis.structure_matcher import StructureMatcher
+from pymatgen.core import Composition, Lattice, Structure
+
+from crystalspace.csp.data import CSPDataError, Entry, family_of, load_default, read_table, split_by_formula
+from crystalspace.csp.features import Standardiser, encode, species_of
+from crystalspace.csp.ga import GAConfig, run_ga
+from crystalspace.csp.lattice import LatticeGuess, LatticeModel
+from crystalspace.csp.relax import CHGNetRelaxer, Relaxer
+from crystalspace.csp.target import Bins, pair_mask
+from crystalspace.csp.train import Arrays, TrainConfig, load_bundle, predict_distances, save_bundle, train_ray
+
+
+@dataclass
+class CSPConfig:
+    """Whole-pipeline settings (pipelines/configs/csp_*.yaml)."""
+
+    table: str | None = None  # None: the shared MP tables
+    limit: int | None = None
+    max_atoms: int = 12
+    family: str = "all"
+    test_frac: float = 0.1
+    train: TrainConfig = field(default_factory=TrainConfig)
+    ga: GAConfig = field(default_factory=GAConfig)
+    ga_runs: int = 8
+    relax_steps: int = 30
+    top_k: int = 10
+    num_workers: int = 1
+    ga_actors: int = 2
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> CSPConfig:
+        d = dict(d)
+        tr = TrainConfig(**d.pop("train", {}))
+        ga = GAConfig(**d.pop("ga", {}))
+        try:
+            return cls(train=tr, ga=ga, **d)
+        except TypeError as exc:
+            raise CSPDataError(f"bad csp config: {exc}") from None
+
+
+def load_entries(cfg: CSPConfig) -> list[Entry]:
+    """The dataset for ``cfg`` (table, size limit, family)."""
+    early = cfg.limit if cfg.family == "all" else None  # stop reading early when no family filter
+    rows = read_table(cfg.table, cfg.max_atoms, early) if cfg.table else load_default(cfg.max_atoms, early)
+    rows = [e for e in rows if family_of(e, cfg.family)]
+    if cfg.limit:
+        rows = list(np.random.default_rng(0).permutation(np.array(rows, dtype=object))[: cfg.limit])
+    if len(rows) < 10:
+        raise CSPDataError(
+            f"only {len(rows)} structures with <= {cfg.max_atoms} atoms in family {cfg.family!r}"
+        )
+    return rows
+
+
+def train_pipeline(cfg: CSPConfig, out: Path, storage: Path) -> dict[str, Any]:
+    """Build the dataset, train distance net (Ray Train) and lattice model, save the bundle to ``out``."""
+    t0 = time.perf_counter()
+    entries = load_entries(cfg)
+    train, test = split_by_formula(entries, cfg.test_frac, cfg.train.seed)
+    std = Standardiser.fit([z for e in train for z in species_of(e.structure)])
+    a_tr, a_te = Arrays.of(train, std, cfg.max_atoms), Arrays.of(test, std, cfg.max_atoms)
+    bins = Bins.fit(a_tr.d, pair_mask(a_tr.mask), cfg.train.n_bins) if cfg.train.n_bins > 0 else None
+    model, m = train_ray(a_tr, a_te, cfg.train, bins, storage, num_workers=cfg.num_workers)
+    lat = LatticeModel().fit(train)
+    info = {
+        "n_structures": len(entries),
+        "n_train": len(train),
+        "n_test": len(test),
+        "test_formulas": sorted({e.formula for e in test}),
+        "distance": m,
+        "lattice": lat.score(test),
+        "seconds": time.perf_counter() - t0,
+        "config": asdict(cfg),
+    }
+    save_bundle(out, model, cfg.train, bins, std, lat, info)
+    return info
+
+
+def _ga_actor() -> Any:
+    import ray
+
+    @ray.remote(num_cpus=1)
+    class GAWorker:
+        """Runs independent GA runs (one population each) on one core."""
+
+        def run(
+            self, zs: list[int], lattice: Lattice, d: np.ndarray, cfg: GAConfig, seed: int
+        ) -> tuple[Structure, float]:
+            return run_ga(zs, lattice, d, cfg, seed)
+
+    return GAWorker
+
+
+def ga_candidates(
+    zs: list[int], lattice: Lattice, d: np.ndarray, cfg: GAConfig, runs: int, n_actors: int = 2, seed: int = 0
+) -> list[tuple[Structure, float]]:
+    """``runs`` independent GA runs spread over ``n_actors`` Ray actors."""
+    import ray
+
+    from crystalspace.runtime import init_ray
+
+    init_ray()
+    worker = _ga_actor()
+    actors = [worker.remote() for _ in range(max(1, min(n_actors, runs)))]
+    futs = [actors[i % len(actors)].run.remote(zs, lattice, d, cfg, seed + i) for i in range(runs)]
+    res: list[tuple[Structure, float]] = ray.get(futs)
+    for a in actors:
+        ray.kill(a)
+    return res
+
+
+def lattice_for(zs: list[int], guess: LatticeGuess) -> Lattice:
+    """Predicted lattice, made valid (angles clipped to a sane range)."""
+    ang = [float(np.clip(a, 60, 120)) for a in guess.angles]
+    abc = [max(float(x), 2.0) for x in guess.abc]
+    return Lattice.from_parameters(*abc, *ang)
+
+
+def predict(
+    bundle: dict[str, Any],
+    formula: str,
+    relaxer: Relaxer | None,
+    top_k: int = 10,
+    runs: int = 8,
+    ga: GAConfig | None = None,
+    relax_steps: int = 30,
+    lattice: Lattice | None = None,
+    seed: int = 0,
+    true_structure: Structure | None = None,
+    ga_actors: int = 2,
+) -> dict[str, Any]:
+    """Ranked candidate structures for ``formula`` (the formula as written gives the cell's atom counts)."""
+    try:
+        zs = species_of(Composition(formula))
+    except Exception as exc:
+        raise CSPDataError(f"cannot parse formula {formula!r}: {exc}") from None
+    if true_structure is not None:
+        zs = species_of(true_structure)
+    max_atoms = bundle["cfg"].max_atoms
+    if not zs or len(zs) > max_atoms:
+        raise CSPDataError(f"{formula}: {len(zs)} atoms in the cell; the model handles 1..{max_atoms}")
+    x, m = encode(zs, bundle["std"], max_atoms)
+    d = predict_distances(
+        bundle["model"],
+        Arrays(x[None], m[None], np.zeros((1, max_atoms, max_atoms), np.float32)),
+        bundle["bins"],
+    )[0]
+    d = d[: len(zs), : len(zs)]
+    guess: LatticeGuess = bundle["lattice"].predict(zs)
+    lat = lattice or lattice_for(zs, guess)
+    cands = ga_candidates(zs, lat, d, ga or GAConfig(), runs, n_actors=ga_actors, seed=seed)
+    structs = [s for s, _ in cands]
+    relaxed = relaxer.relax(structs, relax_steps) if relaxer else [(s, float("nan")) for s in structs]
+    order = sorted(range(len(relaxed)), key=lambda i: (relaxed[i][1], cands[i][1]))
+    ranked = [
+        {"structure": relaxed[i][0], "energy_per_atom": relaxed[i][1], "ga_fitness": cands[i][1]}
+        for i in order[:top_k]
+    ]
+    return {"formula": formula, "species": zs, "distances": d, "lattice": guess, "candidates": ranked}
+
+
+def random_search(
+    zs: list[int], guess: LatticeGuess, relaxer: Relaxer, budget: int, relax_steps: int, seed: int = 0
+) -> list[tuple[Structure, float]]:
+    """Baseline: ``budget`` random (pyxtal symmetric when possible) structures, same relaxation, ranked."""
+    from crystalspace.csp.ga import random_structure
+
+    lat = lattice_for(zs, guess)
+    structs = [
+        random_structure(zs, lat, seed + i, guess.spacegroup if i % 2 == 0 else None) for i in range(budget)
+    ]
+    return sorted(relaxer.relax(structs, relax_steps), key=lambda t: t[1])
+
+
+def score_candidates(
+    cands: list[Structure], energies: list[float], true: Structure, e_true: float
+) -> dict[str, float]:
+    """Best StructureMatcher RMS among candidates, exact match, energy distance of the best-energy one."""
+    sm = StructureMatcher(scale=True, attempt_supercell=True)
+    rms = [r[0] for s in cands if (r := sm.get_rms_dist(s, true)) is not None]
+    return {
+        "best_rms": float(min(rms)) if rms else float("nan"),
+        "matched": float(any(sm.fit(s, true) for s in cands)),
+        "energy_distance": float(min(energies) - e_true) if energies else float("nan"),
+    }
+
+
+def evaluate_formulas(
+    bundle: dict[str, Any], tests: list[Entry], relaxer: Relaxer, cfg: CSPConfig
+) -> list[dict[str, Any]]:
+    """Per test structure: CSP (ours) and random-search baseline with equal budget and relaxation."""
+    from crystalspace.runtime import Progress
+
+    rows = []
+    prog = Progress(len(tests), "csp evaluate", unit="formulas")
+    for e in tests:
+        e_true = relaxer.relax([e.structure], cfg.relax_steps)[0][1]
+        res = predict(
+            bundle,
+            e.formula,
+            relaxer,
+            cfg.top_k,
+            cfg.ga_runs,
+            cfg.ga,
+            cfg.relax_steps,
+            true_structure=e.structure,
+            ga_actors=cfg.ga_actors,
+        )
+        cands = res["candidates"]
+        ours = score_candidates(
+            [c["structure"] for c in cands], [c["energy_per_atom"] for c in cands], e.structure, e_true
+        )
+        true_d = e.structure.distance_matrix
+        iu = np.triu_indices(len(e.structure), 1)
+        dm_rmse = float(np.sqrt(np.mean((res["distances"][iu] - true_d[iu]) ** 2))) if len(iu[0]) else 0.0
+        rnd = random_search(res["species"], res["lattice"], relaxer, cfg.ga_runs, cfg.relax_steps)[
+            : cfg.top_k
+        ]
+        base = score_candidates([s for s, _ in rnd], [x for _, x in rnd], e.structure, e_true)
+        rows.append(
+            {
+                "formula": e.formula,
+                "material_id": e.material_id,
+                "n_elements": e.n_elements,
+                "n_atoms": len(e.structure),
+                "dm_rmse": dm_rmse,
+                **{f"csp_{k}": v for k, v in ours.items()},
+                **{f"rand_{k}": v for k, v in base.items()},
+            }
+        )
+        prog.advance(1)
+    prog.close()
+    return rows
+
+
+def default_relaxer() -> Relaxer:
+    """CHGNet on CPU (the slot a registry force field can take)."""
+    return CHGNetRelaxer()
+
+
+def load(path: Path) -> dict[str, Any]:
+    """Load a trained bundle."""
+    return load_bundle(path)

@@ -1,0 +1,91 @@
+"""Relaxer interface (any force field) and the CHGNet implementation."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import warnings
+from typing import Any, Protocol
+
+from pymatgen.core import Structure
+
+
+class Relaxer(Protocol):
+    """Relaxes structures and gives energies per atom (eV/atom); a registry model can implement this."""
+
+    def relax(self, structures: list[Structure], steps: int) -> list[tuple[Structure, float]]: ...
+
+    def energy(self, structures: list[Structure]) -> list[float]: ...
+
+
+class CHGNetRelaxer:
+    """CHGNet 0.3.0 (weights ship with chgnet) with FIRE, cell relaxed; few steps by default."""
+
+    def __init__(self, fmax: float = 0.1, device: str = "cpu") -> None:
+        from chgnet.model import CHGNet, StructOptimizer
+
+        with contextlib.redirect_stdout(io.StringIO()):
+            self.model = CHGNet.load(use_device=device, verbose=False)
+            self.opt = StructOptimizer(model=self.model, optimizer_class="FIRE", use_device=device)
+        self.fmax = fmax
+
+    def relax(self, structures: list[Structure], steps: int) -> list[tuple[Structure, float]]:
+        out: list[tuple[Structure, float]] = []
+        for s in structures:
+            with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+                warnings.simplefilter("ignore")
+                try:
+                    r = self.opt.relax(s, fmax=self.fmax, steps=steps, relax_cell=True, verbose=False)
+                    final = r["final_structure"]
+                    traj = r["trajectory"]
+                    assert isinstance(final, Structure)
+                    assert not isinstance(traj, Structure)
+                    e = float(traj.energies[-1]) / len(final)
+                except Exception:  # exploded cell etc.: keep the input, rank last
+                    final, e = s, float("inf")
+            out.append((final, e))
+        return out
+
+    def energy(self, structures: list[Structure]) -> list[float]:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            preds = self.model.predict_structure(structures, batch_size=16)
+        preds = preds if isinstance(preds, list) else [preds]
+        return [float(p["e"]) for p in preds]
+
+
+class RelaxPool:
+    """A :class:`Relaxer` spreading work over Ray actors, each holding its own CHGNet (one core each)."""
+
+    def __init__(self, n_actors: int = 2, fmax: float = 0.1) -> None:
+        import ray
+
+        from crystalspace.runtime import init_ray
+
+        init_ray()
+        actor = ray.remote(num_cpus=1)(CHGNetRelaxer)
+        self.actors: list[Any] = [actor.remote(fmax=fmax) for _ in range(n_actors)]
+
+    def _spread(self, method: str, structures: list[Structure], *args: int) -> list[Any]:
+        import ray
+
+        chunks = [structures[i :: len(self.actors)] for i in range(len(self.actors))]
+        futs = [getattr(a, method).remote(c, *args) for a, c in zip(self.actors, chunks, strict=True) if c]
+        parts = ray.get(futs)
+        out: list[Any] = [None] * len(structures)
+        for k, part in enumerate(parts):
+            out[k :: len(self.actors)] = part
+        return out
+
+    def relax(self, structures: list[Structure], steps: int) -> list[tuple[Structure, float]]:
+        return self._spread("relax", structures, steps)
+
+    def energy(self, structures: list[Structure]) -> list[float]:
+        return self._spread("energy", structures)
+
+    def close(self) -> None:
+        """Stop the actors."""
+        import ray
+
+        for a in self.actors:
+            ray.kill(a)

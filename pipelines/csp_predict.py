@@ -1,0 +1,46 @@
+"""Job entrypoint for `ray job submit`: train a CSP model (if missing) and predict structures.
+
+    ray job submit --working-dir . -- python pipelines/csp_predict.py \
+        --config pipelines/configs/csp_full.yaml --model-dir csp-model Zr4Al3 SrTiO3
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+import yaml
+
+from crystalspace.csp.pipeline import CSPConfig, default_relaxer, load, predict, train_pipeline
+from crystalspace.runtime import init_ray
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("formulas", nargs="+")
+    parser.add_argument("--config", type=Path, default=Path(__file__).parent / "configs" / "csp_small.yaml")
+    parser.add_argument("--model-dir", type=Path, default=Path("csp-model"))
+    parser.add_argument("--out", type=Path, default=Path("csp_out"))
+    args = parser.parse_args()
+    cfg = CSPConfig.from_dict(yaml.safe_load(args.config.read_text()) or {})
+    init_ray()
+    if not (args.model_dir / "model.pt").exists():
+        with tempfile.TemporaryDirectory() as tmp:
+            info = train_pipeline(cfg, args.model_dir, Path(tmp))
+        print(f"trained: distance {info['distance']}, lattice {info['lattice']}")
+    bundle = load(args.model_dir)
+    relaxer = default_relaxer()
+    args.out.mkdir(parents=True, exist_ok=True)
+    for f in args.formulas:
+        res = predict(
+            bundle, f, relaxer, cfg.top_k, cfg.ga_runs, cfg.ga, cfg.relax_steps, ga_actors=cfg.ga_actors
+        )
+        for i, c in enumerate(res["candidates"], 1):
+            path = args.out / f"{f}_{i:02d}.cif"
+            c["structure"].to(filename=str(path), fmt="cif")
+            print(f"{f} rank {i}: {c['energy_per_atom']:.4f} eV/atom -> {path}")
+
+
+if __name__ == "__main__":
+    main()
