@@ -56,6 +56,8 @@ def main() -> int:
     parser.add_argument("--budget", type=float, default=100.0, help="training seconds per model")
     parser.add_argument("--cutoff", type=float, default=6.0)
     parser.add_argument("--quick", action="store_true", help="tiny sizes on CPU (smoke test)")
+    parser.add_argument("--no-eval", action="store_true", help="train only (evaluate later with --evaluate)")
+    parser.add_argument("--evaluate", default="", help="registry entry dirs to evaluate too, comma-separated")
     args = parser.parse_args()
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -66,7 +68,7 @@ def main() -> int:
 
     init_ray(num_cpus=2 if args.quick else None)
     entries, timings = [], {}
-    for name in args.models.split(","):
+    for name in filter(None, args.models.split(",")):
         size = {"hidden": 16, "layers": 1} if args.quick else SIZES.get(name, {"hidden": 128, "layers": 3})
         cfg = make_mlff_config(
             None,
@@ -100,6 +102,9 @@ def main() -> int:
             flush=True,
         )
         entries.append(result.entry)
+    if args.no_eval:
+        return 0
+    entries += [str(Path(e).resolve()) for e in filter(None, args.evaluate.split(","))]
     t0 = time.perf_counter()
     table = evaluate_models(
         entries,
@@ -118,7 +123,7 @@ def main() -> int:
     )
     (out / "direct_prediction.md").write_text(header + "\n\n" + text + "\n")
     print(header)
-    print(text)
+    print(text, flush=True)
     return 0
 
 

@@ -10,13 +10,13 @@ import torch
 from pymatgen.core import Lattice, Structure
 from typer.testing import CliRunner
 
-from crystalspace.csp.data import DATA_DIR, CSPDataError, read_table, split_by_formula
+from crystalspace.csp.data import CSPDataError, read_table, split_by_formula
 from crystalspace.csp.features import FEATURES, Standardiser, element_features, encode, species_of
 from crystalspace.csp.ga import GAConfig, mismatch, pair_groups, run_ga
 from crystalspace.csp.model import DistanceNet, NetConfig
 from crystalspace.csp.target import Bins, batch_distances, distance_matrix, metrics, pair_mask
 
-TABLE = DATA_DIR / "structures_small/mp_binary_le20sites_mp20format.csv.gz"
+TABLE = Path(__file__).parent / "data/csp_subset/mp_binary_le12sites_first300.csv.gz"
 
 
 @pytest.fixture(scope="module")
@@ -120,6 +120,7 @@ def test_whole_chain_on_ray(ray_session: object, tmp_path: Path) -> None:
     cfg = CSPConfig.from_dict(
         {
             "limit": 300,
+            "table": str(TABLE),
             "train": {
                 "n_bins": 10,
                 "epochs": 4,

@@ -66,7 +66,7 @@ def test_postprocess_merges_overlaps_under_pbc():
 
 @pytest.mark.slow
 @pytest.mark.integration
-def test_pipeline_end_to_end(ray_session, tmp_path):
+def test_pipeline_end_to_end(ray_session, tmp_path, monkeypatch):
     from crystalspace.gen import pipeline
 
     cfg = make_gen_config(
@@ -115,22 +115,15 @@ def test_pipeline_end_to_end(ray_session, tmp_path):
     vae = [h for h in history if h["stage"] == "vae"]
     assert vae[-1]["rec"] < vae[0]["rec"]  # the generator learned something
 
+    sample = ["gen", "sample", "--n", "40", "--method", "slerp", "--out", str(tmp_path / "samples")]
+    sample += ["--set", f"model_dir={cfg.model_dir}", "--set", f"data_dir={cfg.data_dir}"]
+    # Without the shared data folder: one line naming the missing MP file.
+    monkeypatch.setenv("CRYSTALSPACE_DATA", str(tmp_path / "no-shared-data"))
+    res = runner.invoke(app, sample)
+    assert res.exit_code == 2, res.output
+    assert "not found" in res.output
     res = runner.invoke(
-        app,
-        [
-            "gen",
-            "sample",
-            "--n",
-            "40",
-            "--method",
-            "slerp",
-            "--out",
-            str(tmp_path / "samples"),
-            "--set",
-            f"model_dir={cfg.model_dir}",
-            "--set",
-            f"data_dir={cfg.data_dir}",
-        ],
+        app, [*sample, "--set", f"source={cfg.source}", "--set", f"mp_formulas={cfg.mp_formulas}"]
     )
     assert res.exit_code == 0, res.output
     gen = pd.read_parquet(tmp_path / "samples" / "slerp" / "generated.parquet")

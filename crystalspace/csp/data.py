@@ -12,8 +12,9 @@ from pymatgen.core import Structure
 from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
 from crystalspace.errors import UserError
+from crystalspace.runtime import shared_data
 
-DATA_DIR = Path("/work/shared/data")
+#: The default training tables, under the shared data folder (``$CRYSTALSPACE_DATA`` or ``../shared/data``).
 DEFAULT_TABLES = (
     "structures_small/mp_binary_le20sites_mp20format.csv.gz",
     "structures_small/mp_20_resplit_test_subset.csv.gz",
@@ -84,7 +85,7 @@ def load_default(max_atoms: int = 12, limit: int | None = None) -> list[Entry]:
     seen: set[str] = set()
     rows: list[Entry] = []
     for name in DEFAULT_TABLES:
-        for e in read_table(DATA_DIR / name, max_atoms=max_atoms):
+        for e in read_table(shared_data(name), max_atoms=max_atoms):
             if e.material_id not in seen:
                 seen.add(e.material_id)
                 rows.append(e)

@@ -47,7 +47,9 @@ def read_sources(path: str | os.PathLike[str], limit: int | None = None) -> list
     """MP binary summary docs (JSON lines, gzip or plain): id, formula, structure dict."""
     p = Path(path)
     if not p.exists():
-        raise GenError(f"source file {p} not found (MP binaries, see /work/shared/data/README.md)")
+        raise GenError(
+            f"source file {p} not found (MP binary summary docs: shared/data/mp_binary_smact, see its README)"
+        )
     opener = gzip.open if p.suffix == ".gz" else open
     out = []
     with opener(p, "rt") as fh:

@@ -4,8 +4,6 @@ field) and a random-search baseline at the same force-field budget."""
 
 from __future__ import annotations
 
-import gzip
-import json
 import logging
 import os
 import time
@@ -53,16 +51,13 @@ def mp_vo_structures(source: str | os.PathLike[str]) -> list[tuple[str, Structur
     """The MP V–O structures among the source binaries."""
     from pymatgen.core import Composition, Structure
 
-    out = []
-    with gzip.open(source, "rt") if str(source).endswith(".gz") else open(source) as fh:
-        for line in fh:
-            d = json.loads(line)
-            if d.get("structure") and {e.symbol for e in Composition(d["formula_pretty"]).elements} == {
-                "V",
-                "O",
-            }:
-                out.append((d["material_id"], Structure.from_dict(d["structure"])))
-    return out
+    from crystalspace.gen.dataset import read_sources
+
+    return [
+        (d["id"], Structure.from_dict(d["structure"]))
+        for d in read_sources(source)
+        if {e.symbol for e in Composition(d["formula"]).elements} == {"V", "O"}
+    ]
 
 
 # ------------------------------------------------------------------ Table 1
