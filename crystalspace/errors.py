@@ -32,9 +32,8 @@ def user_errors(fn: F) -> F:
             print(f"error: {exc}", file=sys.stderr)
             raise typer.Exit(2) from None
         except Exception as exc:
-            import duckdb
-
-            if isinstance(exc, duckdb.Error):
+            duckdb = sys.modules.get("duckdb")  # only a loaded duckdb can have raised its own error
+            if duckdb is not None and isinstance(exc, duckdb.Error):
                 print(f"error: {str(exc).splitlines()[0]}", file=sys.stderr)
                 raise typer.Exit(2) from None
             raise
