@@ -44,7 +44,8 @@ def test_batched_neighbor_list_equals_vesin_edge_for_edge(seed: int, scale: floa
     replicas, n, rc = 3, 1 + 4 * seed, 4.0
     pos, cells = random_batch(seed, replicas, n, scale)
     edge_index, shift, dist = batched_neighbor_list(pos, cells, rc, None, max_candidates=200)  # forces chunks
-    assert (dist < rc).all() and len(dist) == edge_index.shape[1]
+    assert (dist < rc).all()
+    assert len(dist) == edge_index.shape[1]
     assert scale > rc or len(dist) > 0  # cells smaller than the cutoff: self-images at least
     tgt = edge_index[1]
     assert bool((torch.diff(tgt // n) >= 0).all())  # replica-major, like collate
@@ -60,7 +61,7 @@ def test_batched_neighbor_list_equals_vesin_edge_for_edge(seed: int, scale: floa
 def test_batched_neighbor_cap_keeps_the_nearest() -> None:
     pos, cells = random_batch(7, 2, 6, 3.0)  # dense: ~40 neighbours each within 4 Å
     cap = 10
-    edge_index, shift, dist = batched_neighbor_list(pos, cells, 4.0, cap)
+    edge_index, _shift, dist = batched_neighbor_list(pos, cells, 4.0, cap)
     counts = torch.bincount(edge_index[1], minlength=12)
     assert counts.max() == cap
     for r in range(2):
@@ -69,7 +70,9 @@ def test_batched_neighbor_cap_keeps_the_nearest() -> None:
         # ties (±image of the same atom) make the kept set ambiguous: compare distances per centre
         vec = pos[r][ref_index[0]] + ref_shift.double() @ cells[r] - pos[r][ref_index[1]]
         ref = sorted(zip(ref_index[1].tolist(), np.round(vec.norm(dim=-1).numpy(), 9).tolist(), strict=True))
-        got = sorted(zip((edge_index[1, mine] - 6 * r).tolist(), np.round(dist[mine].numpy(), 9).tolist(), strict=True))
+        got = sorted(
+            zip((edge_index[1, mine] - 6 * r).tolist(), np.round(dist[mine].numpy(), 9).tolist(), strict=True)
+        )
         assert got == ref
 
 
@@ -112,10 +115,12 @@ def test_batched_equals_the_vesin_batch_path(arch: str) -> None:
     assert torch.allclose(energy, ref.energy, atol=1e-10, rtol=0)
     assert torch.allclose(forces, ref.forces.reshape(3, 12, 3), atol=1e-10, rtol=0)
     if pot.conservative:
-        assert ref.stress is not None and torch.allclose(stress, ref.stress, atol=1e-12, rtol=0)
+        assert ref.stress is not None
+        assert torch.allclose(stress, ref.stress, atol=1e-12, rtol=0)
         assert stress.abs().max() > 1e-6
     else:  # direct-force model: no stress
-        assert ref.stress is None and torch.isnan(stress).all()
+        assert ref.stress is None
+        assert torch.isnan(stress).all()
     assert forces.abs().max() > 1e-4  # a non-trivial check
 
 
@@ -155,7 +160,8 @@ def test_verlet_list_matches_a_fresh_list_along_a_trajectory() -> None:
 
 def load_bench(name: str) -> ModuleType:
     spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -167,7 +173,9 @@ def test_md_speed_study_lookup() -> None:
     assert bench.study_reference("dimenet-lgps-v1") == ("DimeNet", 1.4)
     assert bench.study_reference("schnet-lgps-v1") == ("SchNet", 22.5)
     label, value = bench.study_reference("nequip-lgps-v1")
-    assert value == 3.0 and "Equiformer" in label and "closest equivariant" in label
+    assert value == 3.0
+    assert "Equiformer" in label
+    assert "closest equivariant" in label
     assert np.isnan(bench.study_reference("pair")[1])
 
 
@@ -205,3 +213,25 @@ def test_verlet_list_over_an_md_run_equals_fresh_lists(tmp_path: Path) -> None:
     assert 1 < verlet.rebuilds < protocol.n_steps // 2
     assert torch.allclose(runs[0].positions, runs[1].positions, atol=1e-9, rtol=0)
     assert torch.allclose(runs[0].forces, runs[1].forces, atol=1e-8, rtol=0)
+
+
+def test_md_speed_benchmark_quick(tmp_path: Path) -> None:
+    bench = load_bench("bench_md_speed")
+    assert bench.main(["--quick", "--out", str(tmp_path)]) == 0
+    import pandas as pd
+
+    table = pd.read_csv(tmp_path / "md_speed.csv")
+    assert list(zip(table.path, table.replicas, strict=True)) == [
+        ("old", 1),
+        ("old", 2),
+        ("new", 1),
+        ("new", 2),
+    ]
+    assert (table.ms_per_step > 0).all()
+    assert (table.stopped == 0).all()
+    assert np.allclose(table.ns_day_aggregate, table.ns_day_per_replica * table.replicas)
+    assert np.allclose(table.aggregate_vs_study, table.ns_day_aggregate / 22.5)
+    assert (table.study_reference == "SchNet").all()
+    assert np.allclose(table.speedup_vs_old[:2], 1.0)
+    assert "| model | path | replicas | ms_per_step |" in (tmp_path / "md_speed.md").read_text()
+    assert (tmp_path / "md_speed.png").stat().st_size > 10_000

@@ -92,7 +92,9 @@ def image_range(cells: Tensor, cutoff: float) -> list[int]:
     """
     c = cells.detach().to(torch.float64).reshape(-1, 3, 3)
     vol = torch.linalg.det(c).abs()
-    cross = torch.stack([torch.cross(c[:, (a + 1) % 3], c[:, (a + 2) % 3], dim=-1).norm(dim=-1) for a in range(3)], 1)
+    cross = torch.stack(
+        [torch.cross(c[:, (a + 1) % 3], c[:, (a + 2) % 3], dim=-1).norm(dim=-1) for a in range(3)], 1
+    )
     heights = vol[:, None] / cross
     return [int(v) for v in torch.ceil(cutoff / heights.min(dim=0).values).tolist()]
 
@@ -131,14 +133,16 @@ def batched_neighbor_list(
         raise StructureError("non-finite atomic positions")
     if (torch.linalg.det(box).abs() < 1e-6).any():
         raise StructureError("degenerate cell (zero volume)")
-    ranges = [torch.arange(-m, m + 1, device=pos.device, dtype=torch.float64) for m in image_range(box, cutoff)]
+    ranges = [
+        torch.arange(-m, m + 1, device=pos.device, dtype=torch.float64) for m in image_range(box, cutoff)
+    ]
     images = torch.cartesian_prod(*ranges).reshape(-1, 3)  # (S, 3)
     frac = torch.linalg.solve(box.transpose(1, 2), pos.transpose(1, 2)).transpose(1, 2)  # pos = frac @ cell
     cells_in = torch.floor(frac)
     wrapped = pos - torch.bmm(cells_in, box)
     zero = int(torch.nonzero((images == 0).all(dim=1))[0, 0])
     chunk = max(1, max_candidates // max(1, n * n * len(images)))
-    rs, cs, ns, ss, ds = [], [], [], [], []
+    parts: list[tuple[Tensor, ...]] = []
     for r0 in range(0, num_rep, chunk):
         w, b = wrapped[r0 : r0 + chunk], box[r0 : r0 + chunk]
         img = images @ b  # (C, S, 3)
@@ -149,8 +153,8 @@ def batched_neighbor_list(
         mask = d2 < cutoff * cutoff
         mask[:, torch.arange(n), torch.arange(n), zero] = False
         r, i, j, s = torch.nonzero(mask, as_tuple=True)
-        rs.append(r + r0), cs.append(i), ns.append(j), ss.append(s), ds.append(d2[r, i, j, s].clamp_min(0).sqrt())
-    r, i, j, s, dist = (torch.cat(t) for t in (rs, cs, ns, ss, ds))
+        parts.append((r + r0, i, j, s, d2[r, i, j, s].clamp_min(0).sqrt()))
+    r, i, j, s, dist = (torch.cat(t) for t in zip(*parts, strict=True))
     # shift relative to the caller's (unwrapped) positions: wrapped = pos - k @ cell
     shift = images[s] + cells_in[r, i] - cells_in[r, j]
     centre, nbr = i + r * n, j + r * n

@@ -90,7 +90,9 @@ class Potential(nn.Module):
             training: keep the graph of the forces so a force loss can be back-propagated.
         """
         idx = batch.batch if getattr(batch, "batch", None) is not None else torch.zeros_like(batch.z)
-        return self.predict(batch.z, batch.pos, batch.cell, batch.edge_index, batch.shift, idx, forces, stress, training)
+        return self.predict(
+            batch.z, batch.pos, batch.cell, batch.edge_index, batch.shift, idx, forces, stress, training
+        )
 
     def predict(
         self,
@@ -176,7 +178,9 @@ class Potential(nn.Module):
         if v is None or not v.valid(positions, cell, self.skin):
             self.rebuilds += 1
             edge_index, shift, _ = batched_neighbor_list(positions, cell, self.cutoff + self.skin, None)
-            v = self._verlet = _VerletList(positions.detach().clone(), cell.detach().clone(), edge_index, shift)
+            v = self._verlet = _VerletList(
+                positions.detach().clone(), cell.detach().clone(), edge_index, shift
+            )
         pos = positions.detach().reshape(-1, 3).double()
         vec = edge_vectors(pos, cell.double(), v.edge_index, v.shift, v.node_graph())
         dist = vec.norm(dim=-1)
