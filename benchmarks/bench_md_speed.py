@@ -31,6 +31,7 @@ The issue's targets: one replica ≥ 1× the study, aggregate ≥ 100×. Writes 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import os
 import re
@@ -216,8 +217,9 @@ def figure(df: pd.DataFrame, path: Path, title: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--models", default="schnet,nequip,dimenetpp",
-                    help="architecture names, registry paths, or pair/chgnet")  # fmt: skip
+    ap.add_argument("--models", default=None,
+                    help="architecture names, registry paths, or pair/chgnet (default schnet,nequip,dimenetpp; "
+                         "--quick: schnet)")  # fmt: skip
     ap.add_argument("--replicas", default="1,8,64,256")
     ap.add_argument("--paths", default="old,new", help="old (vesin + PyG batch) and/or new (batched, Verlet)")
     ap.add_argument("--old-max-replicas", type=int, default=256, help="skip the old path above this")
@@ -232,8 +234,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=os.environ.get("OUT", "bench-out"))
     args = ap.parse_args(argv)
     if args.quick:
-        args.device, args.models, args.replicas = "cpu", "schnet", "1,2"
+        args.device, args.models, args.replicas = "cpu", args.models or "schnet", "1,2"
         args.warmup, args.min_steps, args.max_steps, args.threads = 1, 5, 5, 1
+    args.models = args.models or "schnet,nequip,dimenetpp"
     torch.set_num_threads(args.threads or os.cpu_count() or 1)
     replica_counts = [int(x) for x in args.replicas.split(",")]
     paths = [p for p in args.paths.split(",") if p]
@@ -252,10 +255,11 @@ def main(argv: list[str] | None = None) -> int:
                         "study_reference": ref, "study_single_ns_day": study}  # fmt: skip
                 if path_name == "old" and r > args.old_max_replicas:
                     continue
-                try:
+                row = None
+                with contextlib.suppress(torch.OutOfMemoryError):
                     row = measure(factory(), r, args.device, args.warmup, args.min_steps, args.max_steps,
                                   args.budget)  # fmt: skip
-                except torch.OutOfMemoryError:
+                if row is None:  # out of memory: free it outside the except (its traceback holds tensors)
                     print(f"{label:>24} {path_name:>3} R={r:<4d} out of device memory", flush=True)
                     rows.append({**base, "ms_per_step": float("nan"), "note": "OOM"})
                     gc.collect()

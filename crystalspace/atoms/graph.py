@@ -151,7 +151,8 @@ def batched_neighbor_list(
         cross = torch.bmm(dij.reshape(len(w), n * n, 3), img.transpose(1, 2)).reshape(len(w), n, n, -1)
         d2 = (dij * dij).sum(-1, keepdim=True) + 2 * cross + (img * img).sum(-1)[:, None, None, :]
         mask = d2 < cutoff * cutoff
-        mask[:, torch.arange(n), torch.arange(n), zero] = False
+        diag = torch.arange(n, device=pos.device)
+        mask[:, diag, diag, zero] = False
         r, i, j, s = torch.nonzero(mask, as_tuple=True)
         parts.append((r + r0, i, j, s, d2[r, i, j, s].clamp_min(0).sqrt()))
     r, i, j, s, dist = (torch.cat(t) for t in zip(*parts, strict=True))

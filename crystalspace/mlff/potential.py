@@ -56,7 +56,7 @@ class Potential(nn.Module):
         model: ForceField,
         max_neighbors: int | None = DEFAULT_MAX_NEIGHBORS,
         skin: float = 0.0,
-        max_work: float = 8e6,
+        max_work: float = 4e6,
     ) -> None:
         super().__init__()
         self.model = model
