@@ -18,6 +18,10 @@ Paths (same model object, same engine):
   replicas (:func:`crystalspace.atoms.graph.batched_neighbor_list`), reused as a Verlet list
   (``--skin`` Å), model input built without PyG objects, DimeNet++ split into memory-bounded chunks.
 
+Both paths share the engine, including its CPU-side Nosé–Hoover chain (also part of issue #5), so
+``speedup_vs_old`` is the force provider's share; benchmarks/RESULTS.md keeps the numbers measured
+before any of it.
+
 Models are architecture names (random-init at the study's size — speed does not depend on the
 weights; the energy scale is set so the initial RMS force is 0.5 eV/Å, which keeps the run
 physical-looking), registry paths of saved MLFFs, or registered force providers (``pair``, ``chgnet``;
