@@ -205,11 +205,12 @@ def test_speed_benchmark_quick(tmp_path):
     spec = importlib.util.spec_from_file_location("bench_md_speed", path)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
-    assert bench.main(["--quick", "--steps", "4", "--out", str(tmp_path)]) == 0
+    assert bench.main(["--quick", "--models", "pair", "--out", str(tmp_path)]) == 0
     import pandas as pd
 
     table = pd.read_csv(tmp_path / "md_speed.csv")
     assert list(table.replicas) == [1, 2]
+    assert list(table.path) == ["new", "new"]  # a registered provider has no old path
     assert (table.ns_day_aggregate > 0).all()
     assert (table.stopped == 0).all()
 

@@ -59,15 +59,110 @@ def neighbor_list(
         raise StructureError("degenerate cell (zero volume)")
     i, j, shift, dist = _vesin(pts, box, float(cutoff), pbc)
     i, j, shift = i.long(), j.long(), shift.long()
-    if max_neighbors is not None and len(i) and int(torch.bincount(i).max()) > max_neighbors:
-        order = torch.argsort(i.double() * (4 * cutoff) + dist)  # by centre, then distance
-        i, j, shift = i[order], j[order], shift[order]
-        counts = torch.bincount(i, minlength=len(pts))
-        first = torch.cumsum(counts, 0) - counts
-        rank = torch.arange(len(i), device=i.device) - first[i]
-        keep = rank < max_neighbors
+    keep = cap_neighbors(i, dist, len(pts), cutoff, max_neighbors)
+    if keep is not None:
         i, j, shift = i[keep], j[keep], shift[keep]
     return torch.stack([j, i]), shift
+
+
+def cap_neighbors(
+    centre: Tensor, dist: Tensor, num_nodes: int, cutoff: float, max_neighbors: int | None
+) -> Tensor | None:
+    """Indices of the edges kept when some atom has more than ``max_neighbors`` (its nearest ones).
+
+    Returns None (keep all, no sort) when no atom exceeds the cap.
+    """
+    if max_neighbors is None or not len(centre):
+        return None
+    counts = torch.bincount(centre, minlength=num_nodes)
+    if int(counts.max()) <= max_neighbors:
+        return None
+    order = torch.argsort(centre.double() * (4 * cutoff) + dist.double())  # by centre, then distance
+    first = torch.cumsum(counts, 0) - counts
+    rank = torch.arange(len(centre), device=centre.device) - first[centre[order]]
+    return torch.sort(order[rank < max_neighbors]).values  # original edge order
+
+
+def image_range(cells: Tensor, cutoff: float) -> list[int]:
+    """Largest |image index| along each lattice vector that can hold a neighbour within ``cutoff``.
+
+    For wrapped fractional coordinates (differences in (−1, 1)) an image n along a is needed only if
+    ``|n| ≤ ceil(cutoff / h_a)``, with ``h_a = V / |b × c|`` the cell height normal to the other two
+    vectors; the maximum over all cells of the batch.
+    """
+    c = cells.detach().to(torch.float64).reshape(-1, 3, 3)
+    vol = torch.linalg.det(c).abs()
+    cross = torch.stack(
+        [torch.cross(c[:, (a + 1) % 3], c[:, (a + 2) % 3], dim=-1).norm(dim=-1) for a in range(3)], 1
+    )
+    heights = vol[:, None] / cross
+    return [int(v) for v in torch.ceil(cutoff / heights.min(dim=0).values).tolist()]
+
+
+def batched_neighbor_list(
+    positions: Tensor,
+    cells: Tensor,
+    cutoff: float = DEFAULT_CUTOFF,
+    max_neighbors: int | None = DEFAULT_MAX_NEIGHBORS,
+    max_candidates: int = 1 << 24,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Periodic neighbour lists of R replicas of one composition in a few tensor ops, on their device.
+
+    Every (centre i, neighbour j, image shift) candidate within the needed image range is tested at
+    once (in chunks of replicas holding at most ``max_candidates`` candidates); self-pairs at zero
+    shift are excluded, and the ``max_neighbors`` cap (nearest kept) applies only where exceeded.
+    The result is the layout of :func:`neighbor_list` + :func:`collate`: replica-major edges with
+    node indices offset by ``r·N``. Positions need not be wrapped into the cell.
+
+    Args:
+        positions: (R, N, 3) Cartesian positions, Å.
+        cells: (R, 3, 3) lattice vectors as rows, Å.
+        cutoff: neighbour cutoff, Å.
+        max_neighbors: per-atom cap (None: all).
+        max_candidates: memory bound (candidate pairs per chunk).
+
+    Returns:
+        ``edge_index`` (2, E) long ``[src=j, tgt=i]`` over R·N nodes, integer ``shift`` (E, 3) long
+        such that the vector i → j is ``pos[j] + shift @ cell[r] - pos[i]``, and the edge distances
+        (E,) in float64 (not differentiable).
+    """
+    pos = positions.detach().to(torch.float64)
+    box = cells.detach().to(device=pos.device, dtype=torch.float64)
+    num_rep, n = int(pos.shape[0]), int(pos.shape[1])
+    if not torch.isfinite(pos).all():
+        raise StructureError("non-finite atomic positions")
+    if (torch.linalg.det(box).abs() < 1e-6).any():
+        raise StructureError("degenerate cell (zero volume)")
+    ranges = [
+        torch.arange(-m, m + 1, device=pos.device, dtype=torch.float64) for m in image_range(box, cutoff)
+    ]
+    images = torch.cartesian_prod(*ranges).reshape(-1, 3)  # (S, 3)
+    frac = torch.linalg.solve(box.transpose(1, 2), pos.transpose(1, 2)).transpose(1, 2)  # pos = frac @ cell
+    cells_in = torch.floor(frac)
+    wrapped = pos - torch.bmm(cells_in, box)
+    zero = int(torch.nonzero((images == 0).all(dim=1))[0, 0])
+    chunk = max(1, max_candidates // max(1, n * n * len(images)))
+    parts: list[tuple[Tensor, ...]] = []
+    for r0 in range(0, num_rep, chunk):
+        w, b = wrapped[r0 : r0 + chunk], box[r0 : r0 + chunk]
+        img = images @ b  # (C, S, 3)
+        dij = w[:, None, :, :] - w[:, :, None, :]  # (C, i, j, 3): w_j - w_i
+        # |dij + img|² without materialising (C, i, j, S, 3)
+        cross = torch.bmm(dij.reshape(len(w), n * n, 3), img.transpose(1, 2)).reshape(len(w), n, n, -1)
+        d2 = (dij * dij).sum(-1, keepdim=True) + 2 * cross + (img * img).sum(-1)[:, None, None, :]
+        mask = d2 < cutoff * cutoff
+        diag = torch.arange(n, device=pos.device)
+        mask[:, diag, diag, zero] = False
+        r, i, j, s = torch.nonzero(mask, as_tuple=True)
+        parts.append((r + r0, i, j, s, d2[r, i, j, s].clamp_min(0).sqrt()))
+    r, i, j, s, dist = (torch.cat(t) for t in zip(*parts, strict=True))
+    # shift relative to the caller's (unwrapped) positions: wrapped = pos - k @ cell
+    shift = images[s] + cells_in[r, i] - cells_in[r, j]
+    centre, nbr = i + r * n, j + r * n
+    keep = cap_neighbors(centre, dist, num_rep * n, cutoff, max_neighbors)
+    if keep is not None:
+        centre, nbr, shift, dist = centre[keep], nbr[keep], shift[keep], dist[keep]
+    return torch.stack([nbr, centre]), shift.round().long(), dist
 
 
 def _vesin(pts: Tensor, box: Tensor, cutoff: float, pbc: bool) -> tuple[Tensor, Tensor, Tensor, Tensor]:

@@ -21,6 +21,8 @@ from crystalspace.errors import UserError
 if TYPE_CHECKING:
     from ase.calculators.calculator import Calculator
 
+    from crystalspace.mlff.potential import Potential
+
 
 class ForceProviderError(UserError, ValueError):
     """Unknown provider name or a provider that cannot serve the request."""
@@ -216,11 +218,16 @@ register_provider("pair", _pair)
 register_provider("chgnet", _chgnet)
 
 
+MD_SKIN = 1.0
+"""Verlet skin (Å) of saved-model providers: neighbour lists are reused until an atom moved skin/2."""
+
+
 def get_provider(name: str, device: str = "cpu", **kwargs: Any) -> ForceProvider:
     """A force provider by name (``pair``, ``chgnet``, or anything registered), or a trained model.
 
     Any other name is looked up as a saved MLFF (a registry directory, or an entry name under
-    ``$CRYSTALSPACE_REGISTRY``) and served by :meth:`crystalspace.mlff.potential.Potential.batched`;
+    ``$CRYSTALSPACE_REGISTRY``) and served by :meth:`crystalspace.mlff.potential.Potential.batched`
+    with a Verlet list (``skin`` keyword, default :data:`MD_SKIN`; 0 searches every step);
     ``device`` picks where it runs.
     """
     if name in _REGISTRY:
@@ -234,6 +241,12 @@ def get_provider(name: str, device: str = "cpu", **kwargs: Any) -> ForceProvider
         raise ForceProviderError(
             f"unknown force provider {name!r} ({exc}); known: {', '.join(sorted(_REGISTRY))} or a saved model"
         ) from None
+    potential.skin = float(kwargs.get("skin", MD_SKIN))
+    return potential_provider(potential)
+
+
+def potential_provider(potential: Potential) -> ForceProvider:
+    """The MD force provider of a :class:`~crystalspace.mlff.potential.Potential` (its ``batched``)."""
 
     def provider(
         numbers: torch.Tensor, positions: torch.Tensor, cell: torch.Tensor

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
 KB = 8.617330337217213e-05  # eV/K, ase.units.kB (CODATA 2014)
@@ -54,7 +55,10 @@ class NoseHooverChain:
     """A Nosé–Hoover chain thermostat per replica, step for step as ``ase.md.nose_hoover_chain``.
 
     Masses ``Q_0 = 3 N kT τ²``, ``Q_j = kT τ²``; each half step integrates the chain with the
-    Suzuki–Yoshida 4th-order scheme ``tloop`` times.
+    Suzuki–Yoshida 4th-order scheme ``tloop`` times. The chain sees the momenta only through the
+    kinetic energy and acts on them only by a scaling, so it runs on the CPU in float64 on ``[R]``
+    numbers (``eta``/``p_eta`` are CPU float64 tensors) and the momenta are scaled once per half
+    step: two small device transfers instead of hundreds of tiny device kernels per MD step.
     """
 
     temperature_K: torch.Tensor  # [R]
@@ -66,49 +70,61 @@ class NoseHooverChain:
     p_eta: torch.Tensor = field(init=False)
 
     def __post_init__(self) -> None:
-        kt = KB * self.temperature_K
+        kt = KB * self.temperature_K.detach().cpu().double().numpy()
         self.kt = kt
-        q = (kt * self.tdamp**2)[:, None].repeat(1, self.tchain)
+        q = np.repeat((kt * self.tdamp**2)[:, None], self.tchain, axis=1)
         q[:, 0] *= 3 * self.n_atoms
         self.Q = q
-        self.eta = torch.zeros_like(q)
-        self.p_eta = torch.zeros_like(q)
+        self.eta = torch.zeros(q.shape, dtype=torch.float64)
+        self.p_eta = torch.zeros(q.shape, dtype=torch.float64)
 
     def energy(self) -> torch.Tensor:
-        """Thermostat energy per replica (for the conserved quantity)."""
-        return (
-            3 * self.n_atoms * self.kt * self.eta[:, 0]
-            + self.kt * self.eta[:, 1:].sum(-1)
-            + (0.5 * self.p_eta**2 / self.Q).sum(-1)
+        """Thermostat energy per replica (for the conserved quantity), CPU float64."""
+        eta, p_eta = self._arrays()
+        e = (
+            3 * self.n_atoms * self.kt * eta[:, 0]
+            + self.kt * eta[:, 1:].sum(-1)
+            + (0.5 * p_eta**2 / self.Q).sum(-1)
         )
+        return torch.from_numpy(e)
+
+    def _arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """``eta``, ``p_eta`` as float64 numpy views (moved to the CPU once, e.g. after a restore)."""
+        if self.eta.device.type != "cpu" or self.eta.dtype != torch.float64:
+            self.eta = self.eta.detach().cpu().double()
+        if self.p_eta.device.type != "cpu" or self.p_eta.dtype != torch.float64:
+            self.p_eta = self.p_eta.detach().cpu().double()
+        return self.eta.numpy(), self.p_eta.numpy()
 
     def half_step(self, momenta: torch.Tensor, masses: torch.Tensor, delta: float) -> torch.Tensor:
         """Integrate the chain over ``delta`` and return the rescaled momenta."""
+        kin2 = (momenta**2 / masses[None, :, None]).sum(dim=(1, 2)).double().cpu().numpy()  # 2 K per replica
+        scale = np.ones_like(kin2)
         for _ in range(self.tloop):
             for w in _SY4:
-                momenta = self._loop(momenta, masses, w * delta / self.tloop)
-        return momenta
+                scale = self._loop(kin2, scale, w * delta / self.tloop)
+        return momenta * torch.as_tensor(scale, dtype=momenta.dtype).to(momenta.device)[:, None, None]
 
-    def _p_eta_j(self, momenta: torch.Tensor, masses: torch.Tensor, j: int, d2: float, d4: float) -> None:
+    def _p_eta_j(self, kin2: np.ndarray, j: int, d2: float, d4: float) -> None:
+        p_eta, q = self.p_eta.numpy(), self.Q
         last = j == self.tchain - 1
         if not last:
-            self.p_eta[:, j] *= torch.exp(-d4 * self.p_eta[:, j + 1] / self.Q[:, j + 1])
-        if j == 0:
-            g = (momenta**2 / masses[None, :, None]).sum(dim=(1, 2)) - 3 * self.n_atoms * self.kt
-        else:
-            g = self.p_eta[:, j - 1] ** 2 / self.Q[:, j - 1] - self.kt
-        self.p_eta[:, j] += d2 * g
+            p_eta[:, j] *= np.exp(-d4 * p_eta[:, j + 1] / q[:, j + 1])
+        g = kin2 - 3 * self.n_atoms * self.kt if j == 0 else p_eta[:, j - 1] ** 2 / q[:, j - 1] - self.kt
+        p_eta[:, j] += d2 * g
         if not last:
-            self.p_eta[:, j] *= torch.exp(-d4 * self.p_eta[:, j + 1] / self.Q[:, j + 1])
+            p_eta[:, j] *= np.exp(-d4 * p_eta[:, j + 1] / q[:, j + 1])
 
-    def _loop(self, momenta: torch.Tensor, masses: torch.Tensor, delta: float) -> torch.Tensor:
+    def _loop(self, kin2: np.ndarray, scale: np.ndarray, delta: float) -> np.ndarray:
+        """One chain sweep; ``kin2 · scale²`` is the current 2K. Returns the updated momentum scale."""
+        eta, p_eta = self._arrays()
         for j in reversed(range(self.tchain)):
-            self._p_eta_j(momenta, masses, j, delta / 2, delta / 4)
-        self.eta += delta * self.p_eta / self.Q
-        momenta = momenta * torch.exp(-delta * self.p_eta[:, 0] / self.Q[:, 0])[:, None, None]
+            self._p_eta_j(kin2 * scale**2, j, delta / 2, delta / 4)
+        eta += delta * p_eta / self.Q
+        scale = scale * np.exp(-delta * p_eta[:, 0] / self.Q[:, 0])
         for j in range(self.tchain):
-            self._p_eta_j(momenta, masses, j, delta / 2, delta / 4)
-        return momenta
+            self._p_eta_j(kin2 * scale**2, j, delta / 2, delta / 4)
+        return scale
 
 
 def nhc_step(state: MDState, forces: Forces, dt: float, nhc: NoseHooverChain) -> None:

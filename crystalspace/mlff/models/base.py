@@ -104,6 +104,10 @@ class ForceField(nn.Module):
         """Per-structure raw energies (B,) and, for direct-force models, raw forces (N, 3)."""
         raise NotImplementedError
 
+    def edge_work(self, edge_index: Tensor, num_nodes: int) -> Tensor:
+        """Work (memory) units of each edge (E,), used to split big batches: 1 per edge by default."""
+        return torch.ones(edge_index.shape[1], device=edge_index.device)
+
     def forward(self, g: GraphInput) -> tuple[Tensor, Tensor | None]:
         """Energies (B,) in eV and direct forces (N, 3) in eV/Å (None for conservative models)."""
         energy, forces = self.raw(g)
