@@ -49,6 +49,7 @@ from typing import Any
 import pandas as pd
 import torch
 
+from crystalspace.atoms.io import StructureError
 from crystalspace.md.engine import MDProtocol, ReplicaBatch, ReplicaSpec, replica_seed
 from crystalspace.md.forces import ForceProvider, get_provider, potential_provider
 
@@ -260,9 +261,14 @@ def main(argv: list[str] | None = None) -> int:
                 if path_name == "old" and r > args.old_max_replicas:
                     continue
                 row = None
-                with contextlib.suppress(torch.OutOfMemoryError):
-                    row = measure(factory(), r, args.device, args.warmup, args.min_steps, args.max_steps,
-                                  args.budget)  # fmt: skip
+                try:
+                    with contextlib.suppress(torch.OutOfMemoryError):
+                        row = measure(factory(), r, args.device, args.warmup, args.min_steps, args.max_steps,
+                                      args.budget)  # fmt: skip
+                except StructureError as err:  # the old path has no blow-up guard before its neighbour list
+                    print(f"{label:>24} {path_name:>3} R={r:<4d} blew up: {err}", flush=True)
+                    rows.append({**base, "ms_per_step": float("nan"), "note": f"blew up: {err}"})
+                    continue
                 if row is None:  # out of memory: free it outside the except (its traceback holds tensors)
                     print(f"{label:>24} {path_name:>3} R={r:<4d} out of device memory", flush=True)
                     rows.append({**base, "ms_per_step": float("nan"), "note": "OOM"})
