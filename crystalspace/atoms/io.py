@@ -34,7 +34,7 @@ STRUCTURE_SCHEMA = pa.schema(
         ("pbc", pa.list_(pa.bool_(), 3)),
         ("energy", pa.float64()),
         ("forces", pa.list_(pa.float32())),
-        ("stress", pa.list_(pa.float32(), 6)),
+        ("stress", pa.list_(pa.float32())),  # 6 Voigt values or null (variable list: readers before pyarrow 26 fail on null fixed-size lists)
         ("source", pa.string()),
     ]
 )

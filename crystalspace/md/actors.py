@@ -130,11 +130,9 @@ def run_md(
             handles.append(actor)
             calls.append(actor.run.remote())
     start = time.perf_counter()
-    summary = [row for rows in _wait_with_progress(calls, out, len(specs), protocol) for row in rows]
+    summary = [row for rows in _wait_with_progress(calls, handles, out, len(specs), protocol) for row in rows]
     wall = time.perf_counter() - start
     replica_ns = sum(r["last_step"] for r in summary) * protocol.dt_fs * 1e-6
-    for actor in handles:
-        ray.kill(actor, no_restart=True)
     from crystalspace.md.forces import provider_info
 
     (out / "model.json").write_text(json.dumps(provider_info(provider), indent=1))
@@ -144,8 +142,14 @@ def run_md(
     return summary
 
 
-def _wait_with_progress(calls: list[Any], out: Path, n_replicas: int, protocol: MDProtocol) -> list[Any]:
-    """Wait for the actors' ``run`` calls, showing MD steps done (read from the checkpoint step files)."""
+def _wait_with_progress(
+    calls: list[Any], actors: list[Any], out: Path, n_replicas: int, protocol: MDProtocol
+) -> list[Any]:
+    """Wait for the actors' ``run`` calls, showing MD steps done (read from the checkpoint step files).
+
+    An actor is killed as soon as its call is done, so its CPUs/GPU go to actors still waiting for
+    them (more actors than a small cluster holds at once).
+    """
     import ray
 
     from crystalspace.runtime import Progress
@@ -154,9 +158,13 @@ def _wait_with_progress(calls: list[Any], out: Path, n_replicas: int, protocol: 
     bar = Progress(per_actor * len(calls), f"md: {n_replicas} replicas, {len(calls)} actors", unit="steps")
     seen: dict[str, int] = {}
     pending = list(calls)
+    results: dict[Any, Any] = {}
     try:
         while pending:
-            _, pending = ray.wait(pending, num_returns=len(pending), timeout=2.0)
+            ready, pending = ray.wait(pending, num_returns=len(pending), timeout=2.0)
+            for ref in ready:
+                results[ref] = ray.get(ref)
+                ray.kill(actors[calls.index(ref)], no_restart=True)
             for path in (out / "checkpoints").glob("*.step"):
                 try:
                     step = int(path.read_text() or 0)
@@ -168,4 +176,7 @@ def _wait_with_progress(calls: list[Any], out: Path, n_replicas: int, protocol: 
                     seen[path.stem] = done
     finally:
         bar.close()
-    return ray.get(calls)
+        for ref, actor in zip(calls, actors, strict=True):
+            if ref not in results:
+                ray.kill(actor, no_restart=True)
+    return [results[ref] for ref in calls]
