@@ -36,6 +36,8 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,6 +46,7 @@ import numpy as np
 import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from ray.tune import Callback
 
 from crystalspace.config import ConfigError, MLFFConfig, make_mlff_config
 from crystalspace.errors import UserError
@@ -72,7 +75,7 @@ class StabilitySpec(BaseModel):
 
     enabled: bool = False
     material: str | None = Field(default=None, description="material (default: the training material)")
-    temperature_K: float = Field(default=1000.0, gt=0)
+    temperature_K: float = Field(default=1000.0, gt=0)  # noqa: N815 (the unit, as in crystalspace.md)
     steps: int = Field(default=300, ge=10, description="NVT steps (2 fs)")
     replicas: int = Field(default=1, ge=1)
     discard_fraction: float = Field(default=0.25, ge=0, lt=1, description="first part left out of the RDF")
@@ -110,9 +113,15 @@ class SweepSpec(BaseModel):
         return Path(self.out).resolve() / "ray" / self.name
 
 
-def load_spec(file: Path | None, overrides: dict[str, Any] | None = None, **fields: Any) -> SweepSpec:
+def load_spec(
+    file: Path | None,
+    overrides: dict[str, Any] | None = None,
+    *,
+    out: str | None = None,
+    name: str | None = None,
+) -> SweepSpec:
     """A :class:`SweepSpec` from YAML, with MLFF ``overrides`` (``key=value`` strings allowed) and
-    top-level ``fields`` (``out``, ``name``, ...) on top; every value of the space is checked."""
+    ``out``/``name`` on top; every value of the space is checked."""
     data: dict[str, Any] = {}
     if file is not None:
         try:
@@ -124,7 +133,7 @@ def load_spec(file: Path | None, overrides: dict[str, Any] | None = None, **fiel
     data.setdefault("overrides", {})
     for key, value in (overrides or {}).items():
         data["overrides"][key] = yaml.safe_load(value) if isinstance(value, str) else value
-    data.update({k: v for k, v in fields.items() if v is not None})
+    data.update({k: v for k, v in {"out": out, "name": name}.items() if v is not None})
     if "space" not in data:
         raise ConfigError("sweep config lacks 'space' (the parameters to sweep)")
     try:
@@ -166,7 +175,9 @@ def check_space(spec: SweepSpec) -> None:
     known = set(MLFFConfig.model_fields) - fixed
     for key, value in spec.space.items():
         if key not in known:
-            raise ConfigError(f"space.{key}: not a sweepable MLFF parameter (known: {', '.join(sorted(known))})")
+            raise ConfigError(
+                f"space.{key}: not a sweepable MLFF parameter (known: {', '.join(sorted(known))})"
+            )
         kind, args = _parse(key, value)
         values = args if kind in (*LIST_KINDS, "constant") else list(args)
         values = values if isinstance(values, list) else [values]
@@ -310,7 +321,9 @@ def stability_inputs(spec: StabilitySpec, cfg: MLFFConfig) -> StabilityInputs:
     frames = an.load_trajectories(material_path(cfg.data, material))
     frames = frames[frames.temperature_K == round(spec.temperature_K)]
     if frames.empty:
-        raise ConfigError(f"stability: no {material} reference frames at {spec.temperature_K:g} K in {cfg.data}")
+        raise ConfigError(
+            f"stability: no {material} reference frames at {spec.temperature_K:g} K in {cfg.data}"
+        )
     frames = frames.sort_values(["run", "step"])
     first = frames.iloc[0]
     n = len(first.numbers)
@@ -338,47 +351,47 @@ class _Invocation:
 _RUNNING: dict[str, _Invocation] = {}
 
 
-def _monitor_class() -> type:
-    from ray.tune import Callback
+class SweepMonitor(Callback):
+    """Prints a line per finished trial; ends the run gracefully after ``stop_after`` trials.
 
-    class SweepMonitor(Callback):  # type: ignore[misc]
-        """Prints a line per finished trial; ends the run gracefully after ``stop_after`` trials.
+    Tune pickles its callbacks with the experiment and brings them back on restore, so all
+    per-invocation state lives in the module's ``_RUNNING`` (keyed by the experiment name), not here
+    (and the class is importable, so the restored callback sees this process's ``_RUNNING``).
+    """
 
-        Tune pickles its callbacks with the experiment and brings them back on restore, so all
-        per-invocation state lives in ``_RUNNING`` (keyed by the experiment name), not here.
-        """
+    def __init__(self, name: str) -> None:
+        self.name = name
 
-        def __init__(self, name: str) -> None:
-            self.name = name
+    def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        self._finished(trial, "done")
 
-        def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
-            self._finished(trial, "done")
+    def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        self._finished(trial, "error")
 
-        def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
-            self._finished(trial, "error")
-
-        def _finished(self, trial: Any, how: str) -> None:
-            run = _RUNNING.get(self.name)
-            if run is None:
-                return
-            run.finished += 1
-            last = trial.last_result or {}
-            mae = last.get(METRIC, math.nan)
-            params = ", ".join(f"{k}={_short(trial.config[k])}" for k in sorted(trial.config))
-            print(f"trial {trial.trial_id} {how} ({run.finished} this run, {run.total} in the sweep): "
-                  f"{params}; epochs {last.get('epoch', -1) + 1}, val force MAE {mae:.4g} eV/Å",
-                  file=sys.stderr, flush=True)  # fmt: skip
-            if run.stop_after is not None and run.finished >= run.stop_after and not run.interrupted:
-                run.interrupted = True
-                _interrupt()
-
-    return SweepMonitor
+    def _finished(self, trial: Any, how: str) -> None:
+        run = _RUNNING.get(self.name)
+        if run is None:
+            return
+        run.finished += 1
+        last = trial.last_result or {}
+        mae = last.get(METRIC, math.nan)
+        params = ", ".join(f"{k}={_short(trial.config[k])}" for k in sorted(trial.config))
+        print(f"trial {trial.trial_id} {how} ({run.finished} this run, {run.total} in the sweep): "
+              f"{params}; epochs {int(last.get('epoch', -1)) + 1}, val force MAE {mae:.4g} eV/Å",
+              file=sys.stderr, flush=True)  # fmt: skip
+        if run.stop_after is not None and run.finished >= run.stop_after and not run.interrupted:
+            run.interrupted = True
+            _interrupt()
 
 
 def _interrupt() -> None:
     """Ask Tune to stop like Ctrl+C does: save the experiment state, leave unfinished trials to resume."""
     handler = signal.getsignal(signal.SIGUSR1)
-    if threading.current_thread() is not threading.main_thread() or handler in (signal.SIG_DFL, signal.SIG_IGN, None):
+    if threading.current_thread() is not threading.main_thread() or handler in (
+        signal.SIG_DFL,
+        signal.SIG_IGN,
+        None,
+    ):
         log.warning("cannot stop the sweep early outside the main thread; it runs to the end")
         return
     signal.raise_signal(signal.SIGUSR1)
@@ -403,12 +416,11 @@ class SweepResult:
 def run_sweep(spec: SweepSpec, resume: bool = False, stop_after: int | None = None) -> SweepResult:
     """Run (or resume) the sweep, then write the table, history, figure and the best config.
 
-    Raises :class:`ConfigError` for a fresh run whose experiment directory exists already, and for a
-    resume with nothing to resume.
+    ``stop_after`` ends this invocation gracefully once that many trials have finished (the rest
+    stays for ``resume``). Raises :class:`ConfigError` for a fresh run whose experiment directory
+    exists already, and for a resume with nothing to resume.
     """
     from ray import tune
-    from ray.tune.schedulers import ASHAScheduler
-    from ray.tune.search.basic_variant import BasicVariantGenerator
 
     from crystalspace.runtime import init_ray
 
@@ -422,40 +434,62 @@ def run_sweep(spec: SweepSpec, resume: bool = False, stop_after: int | None = No
     # one tiny checkpoint per epoch forces experiment snapshots; that is intended, not a bottleneck
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     init_ray()
-    total = count_trials(spec)
-    _RUNNING[spec.name] = _Invocation(total=total, stop_after=stop_after)
+    _RUNNING[spec.name] = _Invocation(total=count_trials(spec), stop_after=stop_after)
     try:
-        if resume:
-            tuner = tune.Tuner.restore(str(exp), trainable, resume_unfinished=True, resume_errored=True)
-        else:
-            tuner = tune.Tuner(
-                trainable,
-                param_space=param_space(spec),
-                tune_config=tune.TuneConfig(
-                    num_samples=spec.num_samples,
-                    max_concurrent_trials=spec.max_concurrent,
-                    scheduler=ASHAScheduler(
-                        time_attr="training_iteration", metric=METRIC, mode="min", max_t=cfg.epochs,
-                        grace_period=min(spec.asha.grace_period, cfg.epochs),
-                        reduction_factor=spec.asha.reduction_factor, stop_last_trials=False,
-                    ),  # fmt: skip
-                    search_alg=BasicVariantGenerator(random_state=spec.seed),
-                ),
-                run_config=tune.RunConfig(
-                    name=spec.name,
-                    storage_path=str(exp.parent),
-                    callbacks=[_monitor_class()(spec.name)],
-                    checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-                    failure_config=tune.FailureConfig(max_failures=spec.max_failures),
-                    verbose=1,
-                ),
-            )
-            exp.mkdir(parents=True, exist_ok=True)
-            (exp / SPEC_FILE).write_text(spec.model_dump_json(indent=1))
-        tuner.fit()
+        with _quiet_analysis():
+            if resume:
+                tuner = tune.Tuner.restore(str(exp), trainable, resume_unfinished=True, resume_errored=True)
+            else:
+                tuner = _new_tuner(spec, cfg, trainable)
+                exp.mkdir(parents=True, exist_ok=True)
+                (exp / SPEC_FILE).write_text(spec.model_dump_json(indent=1))
+            tuner.fit()
     finally:
         _RUNNING.pop(spec.name, None)
     return collect(spec)
+
+
+def _new_tuner(spec: SweepSpec, cfg: MLFFConfig, trainable: Any) -> Any:
+    """The Tuner: ASHA on the per-epoch validation force MAE, seeded sampling, per-epoch checkpoints."""
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.search.basic_variant import BasicVariantGenerator
+
+    # stop_last_trials=False: a trial that reaches the last epoch ends by itself, so the optional
+    # MD score can still be reported after it (ASHA would stop it at max_t otherwise)
+    asha = ASHAScheduler(time_attr="training_iteration", metric=METRIC, mode="min", max_t=cfg.epochs,
+                         grace_period=min(spec.asha.grace_period, cfg.epochs),
+                         reduction_factor=spec.asha.reduction_factor, stop_last_trials=False)  # fmt: skip
+    return tune.Tuner(
+        trainable,
+        param_space=param_space(spec),
+        tune_config=tune.TuneConfig(
+            num_samples=spec.num_samples,
+            max_concurrent_trials=spec.max_concurrent,
+            scheduler=asha,
+            search_alg=BasicVariantGenerator(random_state=spec.seed),
+        ),
+        run_config=tune.RunConfig(
+            name=spec.name,
+            storage_path=str(spec.experiment_dir.parent),
+            callbacks=[SweepMonitor(spec.name)],
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+            failure_config=tune.FailureConfig(max_failures=spec.max_failures),
+            verbose=1,
+        ),
+    )
+
+
+@contextmanager
+def _quiet_analysis() -> Iterator[None]:
+    """Trials that have not started have no result files; Tune warns per trial. Not worth a warning."""
+    quiet = logging.getLogger("ray.tune.analysis.experiment_analysis")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        quiet.setLevel(level)
 
 
 def saved_spec(out: str, name: str) -> SweepSpec:
@@ -490,7 +524,8 @@ def collect(spec: SweepSpec) -> SweepResult:
     from ray.tune import ExperimentAnalysis
 
     cfg = spec.base_config()
-    analysis = ExperimentAnalysis(str(spec.experiment_dir))
+    with _quiet_analysis():
+        analysis = ExperimentAnalysis(str(spec.experiment_dir))
     keys = sorted(spec.space)
     rows, histories = [], []
     for t in analysis.trials:
@@ -627,7 +662,10 @@ def plot_sweep(table: pd.DataFrame, history: pd.DataFrame, path: Path, title: st
             bar.set_hatch("//")
     bx.set_yticks(range(len(shown)), labels, fontsize=7)
     bx.invert_yaxis()
-    bx.set(xlabel="objective (best val force MAE, eV/Å [+ w·RDF MAE])", title="trials ranked (hatched: stopped early)")
+    bx.set(
+        xlabel="objective (best val force MAE, eV/Å [+ w·RDF MAE])",
+        title="trials ranked (hatched: stopped early)",
+    )
     bx.grid(alpha=0.3, axis="x")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
