@@ -100,8 +100,9 @@ class SweepSpec(BaseModel):
     stability: StabilitySpec = Field(default_factory=StabilitySpec)
     max_failures: int = Field(default=1, ge=0, description="restarts of a crashed trial from its checkpoint")
     seed: int = 0
-    out: str = "runs/mlff_tune"
-    name: str = "mlff_tune"
+    out: str = Field(default="runs/mlff_tune", description="tables, figure, best config")
+    name: str = Field(default="mlff_tune", description="experiment name (what --resume continues)")
+    storage: str | None = Field(default=None, description="Tune experiments (default <out>/ray)")
 
     def base_config(self) -> MLFFConfig:
         """The MLFF config shared by all trials (GPU use follows ``gpus_per_trial``)."""
@@ -110,7 +111,7 @@ class SweepSpec(BaseModel):
 
     @property
     def experiment_dir(self) -> Path:
-        return Path(self.out).resolve() / "ray" / self.name
+        return Path(self.storage or Path(self.out) / "ray").resolve() / self.name
 
 
 def load_spec(
@@ -192,7 +193,10 @@ def check_space(spec: SweepSpec) -> None:
                 msg = exc.errors()[0]["msg"].removeprefix("Value error, ")
                 raise ConfigError(f"space.{key}: {v!r}: {msg}") from None
             if key == "model":
-                build_model(cfg.model, **cfg.model_hparams())  # unknown architecture -> UserError
+                try:
+                    build_model(cfg.model, **cfg.model_hparams())
+                except UserError as exc:  # an unknown architecture
+                    raise ConfigError(f"space.model: {exc}") from None
 
 
 def param_space(spec: SweepSpec) -> dict[str, Any]:
@@ -308,7 +312,9 @@ def stability_score(
     model_rdf = an.frames_rdf(frames.sort_values("step"), float(inputs.reference.r[-1] + 0.025),
                               float(inputs.reference.r[1] - inputs.reference.r[0]))  # fmt: skip
     verdict, mode, mae = an.stability_verdict(model_rdf, inputs.reference, stopped_reasons=reasons)
-    return {"rdf_mae": mae, "md_verdict": verdict, "md_failure": "; ".join(filter(None, [mode, *reasons])),
+    if reasons:
+        mode = f"{mode} ({len(reasons)} of {len(summary)} replicas stopped: {reasons[0]})"
+    return {"rdf_mae": mae, "md_verdict": verdict, "md_failure": mode,
             "md_steps": int(max(r["stopped_at_step"] or r["last_step"] for r in summary))}  # fmt: skip
 
 
@@ -492,9 +498,9 @@ def _quiet_analysis() -> Iterator[None]:
         quiet.setLevel(level)
 
 
-def saved_spec(out: str, name: str) -> SweepSpec:
+def saved_spec(out: str, name: str, storage: str | None = None) -> SweepSpec:
     """The spec a sweep was started with (what ``--resume`` continues)."""
-    path = Path(out).resolve() / "ray" / name / SPEC_FILE
+    path = SweepSpec(space={}, out=out, name=name, storage=storage).experiment_dir / SPEC_FILE
     if not path.exists():
         raise ConfigError(f"nothing to resume at {path.parent} (run the sweep first, or check --out/--name)")
     return SweepSpec(**json.loads(path.read_text()))
@@ -535,7 +541,6 @@ def collect(spec: SweepSpec) -> SweepResult:
             epochs = df[df["epoch"].notna() & df.get("failed", pd.Series(index=df.index)).isna()]
             epochs = epochs[[c for c in ("epoch", METRIC, "val_energy_mae", "val_force_r2", "val_loss",
                                          "train_loss", "lr", "epoch_s") if c in epochs]]  # fmt: skip
-            epochs = epochs.drop_duplicates("epoch", keep="last")
             histories.append(epochs.assign(trial=t.trial_id, model=t.config.get("model", cfg.model)))
     table = rank_trials(pd.DataFrame(rows), spec.stability.enabled)
     history = pd.concat(histories, ignore_index=True) if histories else pd.DataFrame()
@@ -611,16 +616,16 @@ def _trial_row(t: Any, df: pd.DataFrame, keys: list[str], epochs: int, spec: Swe
     return row
 
 
-def rank_trials(table: pd.DataFrame, stability: bool) -> pd.DataFrame:
-    """Rank by objective (1 = best); with the MD score on, trials that reached it come first."""
+def rank_trials(table: pd.DataFrame, stability: bool = False) -> pd.DataFrame:
+    """Sort by objective and number the trials that have one (1 = best); the rest follow by MAE.
+
+    Without the MD score the objective is the best validation force MAE; with it, only trials that
+    finished training (and so got an MD score) are ranked.
+    """
     if table.empty:
         return table.assign(rank=pd.Series(dtype=float))
-    scored = table["objective"].notna()
-    order = table.assign(_scored=~scored).sort_values(["_scored", "objective", METRIC], na_position="last")
-    order = order.drop(columns="_scored").reset_index(drop=True)
+    order = table.sort_values(["objective", METRIC], na_position="last").reset_index(drop=True)
     order["rank"] = np.where(order["objective"].notna(), np.arange(1, len(order) + 1), np.nan)
-    if not stability:
-        order["rank"] = np.where(order[METRIC].notna(), np.arange(1, len(order) + 1), np.nan)
     return order
 
 
