@@ -591,8 +591,12 @@ def _trial_row(t: Any, df: pd.DataFrame, keys: list[str], epochs: int, spec: Swe
         status = "pending"
     elif t.status != "TERMINATED":
         status = "unfinished"
-    else:
-        status = "completed" if run >= epochs else "stopped early"
+    elif run >= epochs:
+        status = "completed"
+    elif "done" in df and bool(df["done"].iloc[-1]):  # Tune marks the result it stopped a trial on
+        status = "stopped early"
+    else:  # the loop ended by itself before the last epoch: the time budget ran out
+        status = "budget"
     row.update({"status": status, "epochs": run, "reason": failed.iloc[0] if len(failed) else ""})
     if len(ep):
         best = ep.loc[ep[METRIC].idxmin()]
