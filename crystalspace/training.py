@@ -7,6 +7,8 @@ the helpers every loop needs, whatever the model:
 
 - :func:`report_epoch` reports metrics through ``ray.train.report`` and (rank 0) a checkpoint of an
   arbitrary state dict; :func:`latest_state` returns the state to resume from (or None).
+  :class:`TrainSession` bundles these for a loop, and :class:`TuneSession` lets the same loop run
+  as a Ray Tune trial instead (see :mod:`crystalspace.mlff.tune`).
 - :func:`check_finite` stops with :class:`NonFiniteLossError` naming the batch;
   :func:`guarded` turns that into the worker's return value, so the run stops once, without retries and
   without writing a checkpoint, and :func:`run_training` raises it on the driver.
@@ -215,6 +217,82 @@ def report_epoch(metrics: dict[str, Any], state: dict[str, Any] | None = None) -
     with tempfile.TemporaryDirectory() as tmp:
         torch.save(state, os.path.join(tmp, STATE_FILE))
         ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
+
+
+class TrainSession:
+    """Where a training loop runs: a Ray Train worker (the default) or a Ray Tune trial.
+
+    A loop asks it for its ``rank``/``world_size`` and ``device()``, the state to resume from
+    (:meth:`latest_state`), and hands it each epoch's metrics and state (:meth:`report`). This class
+    is the Ray Train worker; :class:`TuneSession` runs the same loop inside a Tune function trainable.
+    """
+
+    @property
+    def rank(self) -> int:
+        import ray.train
+
+        return int(ray.train.get_context().get_world_rank())
+
+    @property
+    def world_size(self) -> int:
+        import ray.train
+
+        return int(ray.train.get_context().get_world_size())
+
+    def device(self) -> Any:
+        from ray.train.torch import get_device
+
+        return get_device()
+
+    def latest_state(self) -> dict[str, Any] | None:
+        return latest_state()
+
+    def report(self, metrics: dict[str, Any], state: dict[str, Any] | None = None) -> None:
+        report_epoch(metrics, state)
+
+
+class TuneSession(TrainSession):
+    """A loop running in a Ray Tune function trainable's own actor: one process, world size 1.
+
+    Metrics go to ``ray.tune.report`` (so a scheduler such as ASHA sees every epoch) with the state
+    as a Tune checkpoint, and a restored trial resumes from its last one. ``last_state`` keeps the
+    state of the latest report for the trial function (e.g. to score the best model afterwards).
+    """
+
+    def __init__(self) -> None:
+        self.last_state: dict[str, Any] | None = None
+
+    @property
+    def rank(self) -> int:
+        return 0
+
+    @property
+    def world_size(self) -> int:
+        return 1
+
+    def device(self) -> Any:
+        import ray
+        import torch
+
+        return torch.device("cuda" if ray.get_gpu_ids() and torch.cuda.is_available() else "cpu")
+
+    def latest_state(self) -> dict[str, Any] | None:
+        import ray.tune
+
+        ckpt = ray.tune.get_checkpoint()
+        return None if ckpt is None else _load_state(ckpt)
+
+    def report(self, metrics: dict[str, Any], state: dict[str, Any] | None = None) -> None:
+        import ray.tune
+        import torch
+
+        self.last_state = state
+        if state is None:
+            ray.tune.report(metrics)
+            return
+        with tempfile.TemporaryDirectory() as tmp:
+            torch.save(state, os.path.join(tmp, STATE_FILE))
+            ray.tune.report(metrics, checkpoint=ray.tune.Checkpoint.from_directory(tmp))
 
 
 def latest_state() -> dict[str, Any] | None:

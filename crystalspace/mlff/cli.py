@@ -122,3 +122,60 @@ def evaluate(
     )
     print(format_table(results))
     print(f"written: {out}/direct_prediction.csv, parity_<material>.png")
+
+
+@app.command("tune")
+@user_errors
+def tune(
+    config: Annotated[
+        Path | None, typer.Option("--config", help="sweep YAML (pipelines/configs/mlff_tune_*.yaml)")
+    ] = None,
+    sets: Annotated[
+        list[str] | None, typer.Option("--set", help="MLFF override for every trial, key=value")
+    ] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="results directory")] = None,
+    name: Annotated[str | None, typer.Option("--name", help="experiment name (resume uses it)")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="continue an interrupted sweep")] = False,
+    stop_after: Annotated[
+        int | None, typer.Option("--stop-after", min=1, help="end gracefully after N more trials")
+    ] = None,
+    stability: Annotated[
+        bool | None, typer.Option("--stability/--no-stability", help="add the short-MD RDF score")
+    ] = None,
+) -> None:
+    """Ray Tune sweep over architecture × hyper-parameters with ASHA; resumable; table + plot."""
+    from crystalspace.config import ConfigError
+    from crystalspace.mlff.tune import count_trials, load_spec, print_table, run_sweep, saved_spec
+
+    overrides: dict[str, object] = {}
+    for item in sets or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--set expects key=value, got {item!r}")
+        overrides[key.strip()] = value.strip()
+    out_dir = str(out) if out else None
+    if resume:
+        if overrides or stability is not None:
+            raise ConfigError("--resume continues the sweep as it was started: no --set/--stability")
+        base = load_spec(config, out=out_dir, name=name) if config else None
+        spec = saved_spec(
+            out_dir or (base.out if base else "runs/mlff_tune"), name or (base.name if base else "mlff_tune")
+        )
+    else:
+        spec = load_spec(config, overrides, out=out_dir, name=name)
+        if stability is not None:
+            spec.stability.enabled = stability
+    result = run_sweep(spec, resume=resume, stop_after=stop_after)
+    print_table(result.table, sorted(spec.space))
+    for label, path in result.files.items():
+        print(f"{label}: {path}")
+    finished = int((~result.table.status.isin(["pending", "unfinished"])).sum())
+    if not result.complete:
+        print(
+            f"sweep interrupted: {finished} of {count_trials(spec)} trials finished; continue with "
+            f"`crystalspace mlff tune --resume --out {spec.out} --name {spec.name}`"
+        )
+    elif len(result.best):
+        top = result.table.iloc[0]
+        print(f"best: trial {top.trial} ({top.status}), objective {top.objective:.4g}; "
+              f"train it fully with `crystalspace mlff train --config {result.files['best_config']}`")  # fmt: skip

@@ -104,26 +104,31 @@ def recenter_energy(model: Any, per_atom: Any, elements: Any) -> None:
         model.atom_ref[elements.to(model.atom_ref.device)] += delta
 
 
-def train_loop(config: dict[str, Any]) -> None:
-    """Ray Train worker loop (see the module docstring); resumes from the last checkpoint."""
+def train_loop(config: dict[str, Any], session: Any = None) -> None:
+    """Ray Train worker loop (see the module docstring); resumes from the last checkpoint.
+
+    ``config`` holds ``cfg`` (an :class:`MLFFConfig` as a dict) and the ``train_rows``/``val_rows``
+    (lists of labelled rows or object refs to them). ``session`` is where the loop runs: a Ray Train
+    worker by default, or a :class:`~crystalspace.training.TuneSession` inside a Tune trial.
+    """
     import ray
-    import ray.train
     import torch
-    from ray.train.torch import get_device, prepare_model
     from torch_geometric.loader import DataLoader
 
     from crystalspace.mlff.models import build_model
     from crystalspace.mlff.potential import Potential
-    from crystalspace.training import Budget, check_finite, is_rank_zero, latest_state, report_epoch
+    from crystalspace.training import Budget, TrainSession, check_finite
 
+    session = session or TrainSession()
     cfg = MLFFConfig(**config["cfg"])
-    ctx = ray.train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    rank, world = session.rank, session.world_size
     torch.manual_seed(cfg.seed)
     if not cfg.use_gpu:
         torch.set_num_threads(1)
-    device = get_device()
-    train_rows, val_rows = ray.get(config["train_rows"]), ray.get(config["val_rows"])
+    device = session.device()
+    train_rows, val_rows = (
+        ray.get(r) if isinstance(r, ray.ObjectRef) else r for r in (config["train_rows"], config["val_rows"])
+    )
     model = build_model(cfg.model, **cfg.model_hparams())
     model.fit_scale(
         [r["numbers"] for r in train_rows],
@@ -131,7 +136,12 @@ def train_loop(config: dict[str, Any]) -> None:
         np.concatenate([r["forces"] for r in train_rows]),
     )
     pot = Potential(model, cfg.max_neighbors).to(device)
-    net = prepare_model(pot) if world > 1 else pot
+    if world > 1:
+        from ray.train.torch import prepare_model
+
+        net = prepare_model(pot)
+    else:
+        net = pot
     mine = list(range(rank, len(train_rows), world))
     train_graphs = rows_to_graphs([train_rows[i] for i in mine], cfg.cutoff, cfg.max_neighbors)
     for g, i in zip(train_graphs, mine, strict=True):
@@ -147,7 +157,7 @@ def train_loop(config: dict[str, Any]) -> None:
         from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
         ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
-    state = latest_state()
+    state = session.latest_state()
     resumed = state is not None
     start, best, best_state, spent = 0, float("inf"), None, 0.0
     history: list[dict[str, Any]] = []
@@ -216,7 +226,7 @@ def train_loop(config: dict[str, Any]) -> None:
             "train_structures_per_s": len(losses) * cfg.batch_size * world / max(train_s, 1e-9),
         }
         history.append({**metrics, "resumed": resumed})
-        if is_rank_zero():
+        if rank == 0:
             log.warning("epoch %d: val force MAE %.4f eV/Å, val loss %.4g", epoch, m["force_mae"], val_loss)
         state = {
             "model": model.state_dict(),
@@ -229,7 +239,7 @@ def train_loop(config: dict[str, Any]) -> None:
             "spent": budget.spent,
             "history": history,
         }
-        report_epoch(metrics, state)
+        session.report(metrics, state)
         if budget.expired():
             break
 
