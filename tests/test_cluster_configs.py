@@ -164,5 +164,10 @@ def test_working_dir_upload_is_code_only(tmp_path):
     assert "pipelines/space_build.py" in names
     assert "pipelines/configs/space_small.yaml" in names
     assert "crystalspace/data/known_mp.parquet" in names  # package data the workers need
+    import subprocess
+
+    tracked = subprocess.run(["git", "ls-files", "crystalspace", "pipelines"], cwd=ROOT, capture_output=True, text=True).stdout.split()
+    missing = sorted(set(tracked) - set(names))
+    assert not missing, f"code left out of the working dir: {missing[:5]}"
     assert not [n for n in names if n.startswith(("lake/", ".venv/", ".git/", "runs/"))]
     assert not [n for n in names if n.startswith("tests/data/") and n.endswith(".parquet")]
