@@ -137,7 +137,9 @@ def test_runtime_env_pins_equal_pyproject():
         name, version = spec.split("==")
         assert pins[name.lower()] == version, spec
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    needed = [d for d in project["dependencies"] + project["optional-dependencies"]["space"] if "ray" not in d]
+    needed = [
+        d for d in project["dependencies"] + project["optional-dependencies"]["space"] if "ray" not in d
+    ]
     assert sorted(packages) == sorted(needed)  # core + space extra, Ray itself is on the cluster
 
 
@@ -166,7 +168,9 @@ def test_working_dir_upload_is_code_only(tmp_path):
     assert "crystalspace/data/known_mp.parquet" in names  # package data the workers need
     import subprocess
 
-    tracked = subprocess.run(["git", "ls-files", "crystalspace", "pipelines"], cwd=ROOT, capture_output=True, text=True).stdout.split()
+    tracked = subprocess.run(
+        ["git", "ls-files", "crystalspace", "pipelines"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.split()
     missing = sorted(set(tracked) - set(names))
     assert not missing, f"code left out of the working dir: {missing[:5]}"
     assert not [n for n in names if n.startswith(("lake/", ".venv/", ".git/", "runs/"))]

@@ -8,6 +8,7 @@ group this test started (never `ray stop`, which would stop every Ray on the mac
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -68,10 +69,8 @@ def head(tmp_path_factory):
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
         time.sleep(1)
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)  # any worker left in the group
-        except ProcessLookupError:
-            pass
 
 
 def _wait_for_job_server(address: str, proc: subprocess.Popen, log: Path) -> None:

@@ -31,7 +31,9 @@ def _free_port() -> int:
 
 
 def _uri(port: int, path: str) -> str:
-    return f"s3://{KEY}:{SECRET}@{BUCKET}/{path}?endpoint_override=127.0.0.1:{port}&scheme=http&region=us-east-1"
+    return (
+        f"s3://{KEY}:{SECRET}@{BUCKET}/{path}?endpoint_override=127.0.0.1:{port}&scheme=http&region=us-east-1"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +116,7 @@ def test_registry_entry_round_trips_through_s3(s3_port, tmp_path, monkeypatch):
     assert torch.equal(state["w"], weights["w"])
     assert torch.equal(state["b"], weights["b"])
     assert load_entry(join_uri(root, "schnet-lgps-v1")).name == "schnet-lgps-v1"
-    with pytest.raises(RegistryError, match="no config.json"):
+    with pytest.raises(RegistryError, match=r"no config\.json"):
         load_entry("schnet-lgps-v9", root=root)
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import time
 from dataclasses import asdict, dataclass, fields
 from typing import Any
@@ -121,7 +122,8 @@ def io_error(uri: str, exc: BaseException, action: str = "write") -> LakeError:
 
 
 def find_os_error(exc: BaseException) -> OSError | None:
-    """The ``OSError`` behind ``exc`` (itself, its causes, or the cause a Ray task error carries)."""
+    """The ``OSError`` behind ``exc``: itself, one of its causes, or, for an error a Ray worker
+    raised (which reaches the driver as text), the last ``[Errno N] …`` line of its message."""
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
@@ -129,6 +131,10 @@ def find_os_error(exc: BaseException) -> OSError | None:
         if isinstance(current, OSError):
             return current
         current = getattr(current, "cause", None) or current.__cause__ or current.__context__
+    found = re.findall(r"^\s*\w*(?:Error|Exception): \[Errno (\d+)\] ?(.*)$", str(exc), flags=re.M)
+    if found:
+        errno, message = found[-1]
+        return OSError(int(errno), message.strip())
     return None
 
 

@@ -130,7 +130,11 @@ def run_md(
             handles.append(actor)
             calls.append(actor.run.remote())
     start = time.perf_counter()
-    summary = [row for rows in _wait_with_progress(calls, out, len(specs), protocol) for row in rows]
+    summary = [
+        row
+        for rows in _wait_with_progress(calls, out, len(specs), protocol, handles, max_restarts)
+        for row in rows
+    ]
     wall = time.perf_counter() - start
     replica_ns = sum(r["last_step"] for r in summary) * protocol.dt_fs * 1e-6
     for actor in handles:
@@ -144,8 +148,20 @@ def run_md(
     return summary
 
 
-def _wait_with_progress(calls: list[Any], out: Path, n_replicas: int, protocol: MDProtocol) -> list[Any]:
-    """Wait for the actors' ``run`` calls, showing MD steps done (read from the checkpoint step files)."""
+def _wait_with_progress(
+    calls: list[Any],
+    out: Path,
+    n_replicas: int,
+    protocol: MDProtocol,
+    handles: list[Any] | None = None,
+    max_restarts: int = 0,
+) -> list[Any]:
+    """Wait for the actors' ``run`` calls, showing MD steps done (read from the checkpoint step files).
+
+    A call that fails because its actor was unreachable (its node died while Ray restarts it)
+    is submitted again to the restarted actor, up to ``max_restarts`` times; ``run`` resumes
+    from the batch's checkpoint, so nothing is recomputed twice.
+    """
     import ray
 
     from crystalspace.runtime import Progress
@@ -154,9 +170,16 @@ def _wait_with_progress(calls: list[Any], out: Path, n_replicas: int, protocol: 
     bar = Progress(per_actor * len(calls), f"md: {n_replicas} replicas, {len(calls)} actors", unit="steps")
     seen: dict[str, int] = {}
     pending = list(calls)
+    resubmitted = [0] * len(calls)
     try:
         while pending:
-            _, pending = ray.wait(pending, num_returns=len(pending), timeout=2.0)
+            ready, pending = ray.wait(pending, num_returns=len(pending), timeout=2.0)
+            for ref in ready:
+                k = calls.index(ref)
+                if handles is not None and resubmitted[k] < max_restarts and _actor_unavailable(ref):
+                    resubmitted[k] += 1
+                    calls[k] = handles[k].run.remote()
+                    pending.append(calls[k])
             for path in (out / "checkpoints").glob("*.step"):
                 try:
                     step = int(path.read_text() or 0)
@@ -169,3 +192,16 @@ def _wait_with_progress(calls: list[Any], out: Path, n_replicas: int, protocol: 
     finally:
         bar.close()
     return ray.get(calls)
+
+
+def _actor_unavailable(ref: Any) -> bool:
+    """True when ``ref`` failed only because its actor could not be reached (e.g. a lost node)."""
+    import ray
+
+    try:
+        ray.get(ref, timeout=0)
+    except ray.exceptions.ActorUnavailableError:
+        return True
+    except Exception:
+        return False
+    return False
