@@ -89,6 +89,14 @@ def test_lake_on_s3_queried_by_duckdb(s3_port, ray_session):
     assert [r[1] for r in table2] == [space.count(2).compositions, space.count(3).compositions]
     counts = con.execute("SELECT sum(compositions) FROM composition_counts").fetchone()
     assert counts == (space.count(2).compositions + space.count(3).compositions,)
+    # the CLI reads the same object-store lake
+    import subprocess
+    import sys
+
+    cli = subprocess.run([sys.executable, "-m", "crystalspace.cli", "sql", "SELECT count(*) AS n FROM compositions",
+                          "--lake", lake], capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert cli.returncode == 0, cli.stderr
+    assert f"{sum(space.count(k).compositions for k in (2, 3))}" in cli.stdout.replace(",", "")
     # a re-run against the object store skips every finished shard
     assert build_lake(_config(), lake).shards_built == 0
 
