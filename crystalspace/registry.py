@@ -5,6 +5,11 @@ owner needs), ``model.pt`` (the state dict), ``metrics.json`` and ``card.md`` (a
 model card). Entries are written to a temporary directory and renamed into place, so a crash never
 leaves a half-written entry. Pipelines (MD, CSP, generation) load entries, never raw training
 checkpoints.
+
+A registry root may also be an object-store URI (``s3://bucket/registry``, ``gs://…``, anything
+``pyarrow.fs`` opens): an entry is then built locally, uploaded file by file with ``config.json``
+last (an entry without it is incomplete, so readers never see half an entry), and read back
+into a local cache directory (``$CRYSTALSPACE_CACHE`` or the system temp dir) when loaded.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from crystalspace.errors import UserError
+from crystalspace.lake.store import is_remote, join_uri, redact, resolve
 
 FILES = ("config.json", "model.pt", "metrics.json", "card.md")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.+]*$")
@@ -60,12 +66,81 @@ def entry_name(arch: str, dataset: str, version: str) -> str:
 
 
 def next_version(root: str | os.PathLike[str], arch: str, dataset: str) -> str:
-    """The first unused ``v<k>`` for ``arch``/``dataset`` under ``root``."""
-    root = Path(root)
+    """The first unused ``v<k>`` for ``arch``/``dataset`` under ``root`` (a path or URI)."""
     k = 1
-    while (root / entry_name(arch, dataset, f"v{k}")).exists():
+    while _exists(root, entry_name(arch, dataset, f"v{k}")):
         k += 1
     return f"v{k}"
+
+
+def _is_uri(root: str | os.PathLike[str] | None) -> bool:
+    return isinstance(root, str) and is_remote(root)
+
+
+def _exists(root: str | os.PathLike[str], name: str) -> bool:
+    if not _is_uri(root):
+        return (Path(root) / name).exists()
+    import pyarrow.fs as pafs
+
+    fs, base = resolve(str(root))
+    return bool(fs.get_file_info(f"{base}/{name}").type != pafs.FileType.NotFound)
+
+
+def _cache_dir(uri: str) -> Path:
+    import hashlib
+
+    base = os.environ.get("CRYSTALSPACE_CACHE") or tempfile.gettempdir()
+    return Path(base) / "crystalspace-registry" / hashlib.sha256(redact(uri).encode()).hexdigest()[:16]
+
+
+def _upload(local: Path, root: str) -> None:
+    """Copy a finished local entry to ``root/<name>/``, ``config.json`` last."""
+    import pyarrow.fs as pafs
+
+    fs, base = resolve(root)
+    dest = f"{base}/{local.name}"
+    fs.create_dir(dest, recursive=True)
+    for name in [f for f in FILES if f != "config.json"] + ["config.json"]:
+        pafs.copy_files(
+            str(local / name),
+            f"{dest}/{name}",
+            source_filesystem=pafs.LocalFileSystem(),
+            destination_filesystem=fs,
+        )
+
+
+def _download(uri: str) -> Path:
+    """Fetch the entry at ``uri`` into the local cache and return the local directory."""
+    import pyarrow.fs as pafs
+
+    fs, path = resolve(uri)
+    local = _cache_dir(uri) / path.rsplit("/", 1)[-1]
+    tmp = Path(tempfile.mkdtemp(prefix=f".{local.name}.tmp-", dir=_mkdir(local.parent)))
+    try:
+        for name in FILES:
+            try:
+                pafs.copy_files(
+                    f"{path}/{name}",
+                    str(tmp / name),
+                    source_filesystem=fs,
+                    destination_filesystem=pafs.LocalFileSystem(),
+                )
+            except FileNotFoundError:
+                raise RegistryError(
+                    f"{redact(uri)}: incomplete or missing registry entry (no {name})"
+                ) from None
+            except OSError as exc:
+                raise RegistryError(f"{redact(uri)}: cannot read registry entry ({exc})") from None
+        shutil.rmtree(local, ignore_errors=True)
+        tmp.rename(local)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return local
+
+
+def _mkdir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def save_entry(
@@ -81,10 +156,22 @@ def save_entry(
 ) -> Path:
     """Write an entry atomically and return its directory.
 
+    ``root`` may be an object-store URI; the returned path is then the entry's local copy.
+
     Raises :class:`RegistryError` if the entry exists (unless ``overwrite``) or metrics are not JSON.
     """
     import torch
 
+    if _is_uri(root):
+        uri = str(root)
+        version = version or next_version(uri, arch, dataset)
+        if _exists(uri, f"{entry_name(arch, dataset, version)}/config.json") and not overwrite:
+            raise RegistryError(f"{entry_name(arch, dataset, version)}: registry entry exists in {uri}")
+        local = save_entry(
+            _cache_dir(uri), arch, dataset, state_dict, config, metrics, card, version, overwrite=True
+        )
+        _upload(local, uri)
+        return local
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     version = version or next_version(root, arch, dataset)
@@ -115,10 +202,18 @@ def save_entry(
 
 
 def load_entry(path_or_name: str | os.PathLike[str], root: str | os.PathLike[str] | None = None) -> Entry:
-    """An entry by directory path, or by name under ``root`` (default ``$CRYSTALSPACE_REGISTRY``)."""
+    """An entry by directory path or URI, or by name under ``root`` (default ``$CRYSTALSPACE_REGISTRY``).
+
+    Entries in an object store (``s3://…/<name>``, or a name under a URI ``root``) are fetched into
+    the local cache first.
+    """
+    base = root or os.environ.get("CRYSTALSPACE_REGISTRY")
+    if _is_uri(path_or_name):
+        path_or_name = _download(str(path_or_name))
+    elif _is_uri(base) and not Path(path_or_name).is_dir():
+        path_or_name = _download(join_uri(str(base), str(path_or_name)))
     path = Path(path_or_name)
     if not path.is_dir():
-        base = root or os.environ.get("CRYSTALSPACE_REGISTRY")
         if base is not None and (Path(base) / str(path_or_name)).is_dir():
             path = Path(base) / str(path_or_name)
         else:

@@ -2,27 +2,41 @@
 
     ray job submit --working-dir . -- python pipelines/space_build.py \
         --config pipelines/configs/space_full.yaml --lake s3://bucket/crystalspace/lake
+
+A re-submitted job resumes: finished shards are skipped (they are files in the lake).
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from crystalspace.config import make_space_config
+from crystalspace.errors import UserError
 from crystalspace.space.build import build_lake
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", type=Path, default=Path(__file__).parent / "configs" / "space_small.yaml")
     parser.add_argument("--lake", default="lake")
-    args = parser.parse_args()
-    report = build_lake(make_space_config(args.config), args.lake)
+    parser.add_argument("--set", action="append", default=[], help="config override key=value")
+    args = parser.parse_args(argv)
+    overrides = dict(item.partition("=")[::2] for item in args.set)
+    try:
+        report = build_lake(make_space_config(args.config, overrides), args.lake)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     for arity, totals in sorted(report.totals.items()):
         print(f"arity {arity}: {totals}")
-    print(f"{report.shards_built} shards built in {report.seconds:.1f} s; complete={report.complete}")
+    print(
+        f"{report.shards_built} shards built, {report.shards_skipped} already done, "
+        f"in {report.seconds:.1f} s; complete={report.complete}"
+    )
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -10,7 +10,17 @@ from typing import Any
 import duckdb
 
 from crystalspace.chem.elements import MAX_Z, ChemistryError, element_table
-from crystalspace.lake.store import COUNTS, MANIFEST, LakeError, read_manifest, resolve
+from crystalspace.lake.store import (
+    COUNTS,
+    MANIFEST,
+    SCHEMA,
+    LakeError,
+    io_error,
+    is_remote,
+    read_manifest,
+    resolve,
+    shard_files,
+)
 
 _COLUMNS = (
     "arity::UTINYINT AS arity, z1::UTINYINT AS z1, z2, z3, z4, n1, n2, n3, n4, formula, "
@@ -23,10 +33,19 @@ def connect(lake: str, *, check: bool = True) -> duckdb.DuckDBPyConnection:
 
     Views: ``compositions`` (one row per stored composition), ``composition_counts`` (exact
     per-shard category counts, also for rows a lake does not store) and ``elements``
-    (``z``, ``symbol``, ``pauling``); macro ``species(z, q)`` formats ``Fe+3``. Local lakes only (object stores need DuckDB's httpfs).
+    (``z``, ``symbol``, ``pauling``); macro ``species(z, q)`` formats ``Fe+3``.
+
+    ``lake`` is a local path or an object-store URI (``s3://…``, ``gs://…``, options in the query
+    string as for :func:`crystalspace.lake.store.resolve`). Local lakes are read by DuckDB's own
+    Parquet reader; object-store lakes through a pyarrow dataset over ``pyarrow.fs`` (DuckDB
+    pushes projections and filters into the scan), so no DuckDB extension is needed.
     """
     fs, root = resolve(lake)
-    if check and read_manifest(fs, root) is None:
+    try:
+        manifest = read_manifest(fs, root) if check else {}
+    except OSError as exc:  # permission, unreachable object store
+        raise io_error(lake, exc, "read") from None
+    if manifest is None:
         raise LakeError(
             f"no crystalspace lake at {lake} (missing {MANIFEST}); run `crystalspace space build`"
         )
@@ -45,6 +64,9 @@ def connect(lake: str, *, check: bool = True) -> duckdb.DuckDBPyConnection:
         "CREATE MACRO species(zz, qq) AS CASE WHEN qq IS NULL OR zz = 0 THEN NULL ELSE "
         "(SELECT symbol FROM elements WHERE z = zz) || CASE WHEN qq > 0 THEN '+' ELSE '' END || qq END"
     )
+    if is_remote(lake):
+        _register_remote(con, fs, root)
+        return con
     shards = f"{root}/arity=*/z1=*/*.parquet"
     if list(Path(root).glob("arity=*/z1=*/*.parquet")):
         con.execute(
@@ -52,16 +74,49 @@ def connect(lake: str, *, check: bool = True) -> duckdb.DuckDBPyConnection:
             f"read_parquet('{shards}', hive_partitioning=true)"
         )
     else:
-        con.execute(
-            "CREATE VIEW compositions AS SELECT * FROM (SELECT 0::UTINYINT arity, 0::UTINYINT z1, "
-            "0::UTINYINT z2, 0::UTINYINT z3, 0::UTINYINT z4, 0::UTINYINT n1, 0::UTINYINT n2, "
-            "0::UTINYINT n3, 0::UTINYINT n4, ''::VARCHAR formula, false allowed, false known, "
-            "''::VARCHAR category, 0::TINYINT ox1, 0::TINYINT ox2, 0::TINYINT ox3, 0::TINYINT ox4, "
-            "''::VARCHAR ox_set) WHERE false"
-        )
+        _empty_compositions(con)
     if Path(f"{root}/{COUNTS}").exists():
         con.execute(f"CREATE VIEW composition_counts AS SELECT * FROM read_parquet('{root}/{COUNTS}')")
     return con
+
+
+def _register_remote(con: duckdb.DuckDBPyConnection, fs: Any, root: str) -> None:
+    """``compositions`` / ``composition_counts`` over an object-store lake, through pyarrow."""
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+    import pyarrow.parquet as pq
+
+    files = shard_files(fs, root)
+    if files:
+        keys = pa.schema([("arity", pa.uint8()), ("z1", pa.uint8())])
+        dataset = ds.dataset(
+            files,
+            schema=pa.schema([*keys, *SCHEMA]),
+            filesystem=fs,
+            format="parquet",
+            partitioning=ds.partitioning(keys, flavor="hive"),
+            partition_base_dir=root,
+        )
+        con.register("_lake_shards", dataset)
+        con.execute(f"CREATE VIEW compositions AS SELECT {_COLUMNS} FROM _lake_shards")
+    else:
+        _empty_compositions(con)
+    try:
+        with fs.open_input_file(f"{root}/{COUNTS}") as f:
+            con.register("_lake_counts", pq.read_table(f))
+    except FileNotFoundError:
+        return
+    con.execute("CREATE VIEW composition_counts AS SELECT * FROM _lake_counts")
+
+
+def _empty_compositions(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(
+        "CREATE VIEW compositions AS SELECT * FROM (SELECT 0::UTINYINT arity, 0::UTINYINT z1, "
+        "0::UTINYINT z2, 0::UTINYINT z3, 0::UTINYINT z4, 0::UTINYINT n1, 0::UTINYINT n2, "
+        "0::UTINYINT n3, 0::UTINYINT n4, ''::VARCHAR formula, false allowed, false known, "
+        "''::VARCHAR category, 0::TINYINT ox1, 0::TINYINT ox2, 0::TINYINT ox3, 0::TINYINT ox4, "
+        "''::VARCHAR ox_set) WHERE false"
+    )
 
 
 def queries_dir() -> Path:

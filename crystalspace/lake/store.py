@@ -14,7 +14,9 @@ skips it. Names are deterministic, so a shard written twice replaces itself: no 
 
 from __future__ import annotations
 
+import contextlib
 import json
+import re
 import time
 from dataclasses import asdict, dataclass, fields
 from typing import Any
@@ -84,9 +86,63 @@ def shard_path(root: str, arity: int, z1: int, shard: int) -> str:
 
 
 def resolve(uri: str) -> tuple[pafs.FileSystem, str]:
-    """Filesystem and path for a local path or URI."""
-    fs, path = pafs.FileSystem.from_uri(uri if "://" in uri else _abspath(uri))
+    """Filesystem and path for a local path or URI (``s3://bucket/lake``, ``gs://…``, ``file://…``).
+
+    Object-store options can ride in the URI, as pyarrow reads them, e.g.
+    ``s3://KEY:SECRET@bucket/lake?endpoint_override=127.0.0.1:9000&scheme=http``; without them
+    credentials come from the usual environment variables, config files or instance roles.
+    """
+    try:
+        fs, path = pafs.FileSystem.from_uri(uri if "://" in uri else _abspath(uri))
+    except (ValueError, OSError, pa.ArrowException) as exc:
+        raise LakeError(f"cannot open {redact(uri)}: {_first_line(exc)}") from None
     return fs, path.rstrip("/")
+
+
+def is_remote(uri: str) -> bool:
+    """True for an object-store URI (``s3://``, ``gs://``, …), False for a local path or ``file://``."""
+    return "://" in uri and not uri.startswith("file://")
+
+
+def join_uri(uri: str, *parts: str) -> str:
+    """``uri/part/…`` with any query string (object-store options) kept at the end."""
+    base, sep, query = uri.partition("?")
+    return "/".join([base.rstrip("/"), *parts]) + sep + query
+
+
+def redact(uri: str) -> str:
+    """``uri`` without credentials (``key:secret@``) or query string, for messages."""
+    scheme, sep, rest = uri.split("?", 1)[0].partition("://")
+    return f"{scheme}{sep}{rest.rsplit('@', 1)[-1]}" if sep else scheme
+
+
+def io_error(uri: str, exc: BaseException, action: str = "write") -> LakeError:
+    """One-line :class:`LakeError` for an I/O failure (permission, disk full, unreachable store)."""
+    return LakeError(f"cannot {action} the lake at {redact(uri)}: {_first_line(exc)}")
+
+
+def find_os_error(exc: BaseException) -> OSError | None:
+    """The ``OSError`` behind ``exc``: itself, one of its causes, or, for an error a Ray worker
+    raised (which reaches the driver as text), the last ``[Errno N] …`` line of its message."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError):
+            return current
+        current = getattr(current, "cause", None) or current.__cause__ or current.__context__
+    found = re.findall(r"^\s*\w*(?:Error|Exception): \[Errno (\d+)\] ?(.*)$", str(exc), flags=re.M)
+    if found:
+        errno, message = found[-1]
+        return OSError(int(errno), message.strip())
+    return None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    if isinstance(exc, OSError) and exc.errno and exc.strerror:
+        text = f"[Errno {exc.errno}] {exc.strerror}" + (f": {exc.filename}" if exc.filename else "")
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _abspath(path: str) -> str:
@@ -102,9 +158,30 @@ def write_shard(fs: pafs.FileSystem, root: str, table: pa.Table, counts: ShardCo
     fs.create_dir(final.rsplit("/", 1)[0], recursive=True)
     meta = {_FOOTER_KEY: json.dumps(asdict(counts)).encode()}
     table = table.replace_schema_metadata(meta)
-    with fs.open_output_stream(tmp) as sink:
-        pq.write_table(table, sink, compression="zstd", row_group_size=ROW_GROUP_ROWS, write_statistics=True)
+    try:
+        with fs.open_output_stream(tmp) as sink:
+            pq.write_table(
+                table, sink, compression="zstd", row_group_size=ROW_GROUP_ROWS, write_statistics=True
+            )
+    except BaseException:
+        _remove_quietly(fs, tmp)  # a half-written file never stays behind (disk full, killed)
+        raise
     fs.move(tmp, final)
+
+
+def _remove_quietly(fs: pafs.FileSystem, path: str) -> None:
+    with contextlib.suppress(OSError):
+        fs.delete_file(path)
+
+
+def shard_files(fs: pafs.FileSystem, root: str) -> list[str]:
+    """Paths of every finished shard file (``arity=*/z1=*/part-*.parquet``) of the lake."""
+    selector = pafs.FileSelector(root, allow_not_found=True, recursive=True)
+    return sorted(
+        info.path
+        for info in fs.get_file_info(selector)
+        if info.is_file and info.base_name.startswith("part-") and info.base_name.endswith(".parquet")
+    )
 
 
 def finished_shards(fs: pafs.FileSystem, root: str, arity: int) -> dict[int, str]:
@@ -137,8 +214,12 @@ def read_json(fs: pafs.FileSystem, path: str) -> dict[str, Any] | None:
 
 def write_atomic(fs: pafs.FileSystem, path: str, data: bytes) -> None:
     fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
-    with fs.open_output_stream(path + ".tmp") as f:
-        f.write(data)
+    try:
+        with fs.open_output_stream(path + ".tmp") as f:
+            f.write(data)
+    except BaseException:
+        _remove_quietly(fs, path + ".tmp")
+        raise
     fs.move(path + ".tmp", path)
 
 

@@ -130,7 +130,11 @@ def run_md(
             handles.append(actor)
             calls.append(actor.run.remote())
     start = time.perf_counter()
-    summary = [row for rows in _wait_with_progress(calls, handles, out, len(specs), protocol) for row in rows]
+    summary = [
+        row
+        for rows in _wait_with_progress(calls, handles, out, len(specs), protocol, max_restarts)
+        for row in rows
+    ]
     wall = time.perf_counter() - start
     replica_ns = sum(r["last_step"] for r in summary) * protocol.dt_fs * 1e-6
     from crystalspace.md.forces import provider_info
@@ -143,12 +147,14 @@ def run_md(
 
 
 def _wait_with_progress(
-    calls: list[Any], actors: list[Any], out: Path, n_replicas: int, protocol: MDProtocol
+    calls: list[Any], actors: list[Any], out: Path, n_replicas: int, protocol: MDProtocol, max_restarts: int = 0
 ) -> list[Any]:
     """Wait for the actors' ``run`` calls, showing MD steps done (read from the checkpoint step files).
 
     An actor is killed as soon as its call is done, so its CPUs/GPU go to actors still waiting for
-    them (more actors than a small cluster holds at once).
+    them (more actors than a small cluster holds at once). A call that fails because its actor was
+    unreachable (its node died while Ray restarts it) is submitted again to the restarted actor, up
+    to ``max_restarts`` times; ``run`` resumes from the batch's checkpoint.
     """
     import ray
 
@@ -158,13 +164,20 @@ def _wait_with_progress(
     bar = Progress(per_actor * len(calls), f"md: {n_replicas} replicas, {len(calls)} actors", unit="steps")
     seen: dict[str, int] = {}
     pending = list(calls)
-    results: dict[Any, Any] = {}
+    results: dict[int, Any] = {}
+    resubmitted = [0] * len(calls)
     try:
         while pending:
             ready, pending = ray.wait(pending, num_returns=len(pending), timeout=2.0)
             for ref in ready:
-                results[ref] = ray.get(ref)
-                ray.kill(actors[calls.index(ref)], no_restart=True)
+                k = calls.index(ref)
+                if resubmitted[k] < max_restarts and _actor_unavailable(ref):
+                    resubmitted[k] += 1
+                    calls[k] = actors[k].run.remote()
+                    pending.append(calls[k])
+                    continue
+                results[k] = ray.get(ref)
+                ray.kill(actors[k], no_restart=True)
             for path in (out / "checkpoints").glob("*.step"):
                 try:
                     step = int(path.read_text() or 0)
@@ -176,7 +189,20 @@ def _wait_with_progress(
                     seen[path.stem] = done
     finally:
         bar.close()
-        for ref, actor in zip(calls, actors, strict=True):
-            if ref not in results:
+        for k, actor in enumerate(actors):
+            if k not in results:
                 ray.kill(actor, no_restart=True)
-    return [results[ref] for ref in calls]
+    return [results[k] for k in range(len(calls))]
+
+
+def _actor_unavailable(ref: Any) -> bool:
+    """True when ``ref`` failed only because its actor could not be reached (e.g. a lost node)."""
+    import ray
+
+    try:
+        ray.get(ref, timeout=0)
+    except ray.exceptions.ActorUnavailableError:
+        return True
+    except Exception:
+        return False
+    return False

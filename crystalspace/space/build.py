@@ -26,7 +26,9 @@ from crystalspace.lake.store import (
     MANIFEST,
     LakeError,
     ShardCounts,
+    find_os_error,
     finished_shards,
+    io_error,
     now_iso,
     read_counts,
     read_footer_counts,
@@ -115,8 +117,29 @@ def build_lake(
 ) -> BuildReport:
     """Build (or resume) the lake for every arity of ``config``.
 
-    ``max_shards`` stops after that many new shards (a partial build, resumable later).
+    ``max_shards`` stops after that many new shards (a partial build, resumable later). An I/O
+    failure on the lake (permission denied, disk full, an object store that refuses) ends the
+    build with one :class:`LakeError` line; only finished shard files are left visible.
     """
+    try:
+        return _build_lake(config, lake, address=address, num_cpus=num_cpus, max_shards=max_shards)
+    except LakeError:
+        raise
+    except Exception as exc:  # an OSError raised here or inside a Ray worker
+        err = find_os_error(exc)
+        if err is None:
+            raise
+        raise io_error(lake, err) from None
+
+
+def _build_lake(
+    config: SpaceConfig,
+    lake: str,
+    *,
+    address: str | None,
+    num_cpus: int | None,
+    max_shards: int | None,
+) -> BuildReport:
     t0 = time.perf_counter()
     space = Space.load(config)
     fs, root = resolve(lake)
