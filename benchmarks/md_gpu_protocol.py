@@ -69,7 +69,11 @@ def main() -> int:
                   for m in MATERIALS}  # fmt: skip
     protocol = MDProtocol(ramp_ps=args.ramp_ps, production_ps=args.production_ps, checkpoint_every=1000)
     gpus_per_actor = 1.0 / (len(MATERIALS) * args.actors) if gpu else 0.0
-    labelled = an.load_trajectories([Path(args.labelled) / f"{m}.parquet" for m in MATERIALS]) if args.labelled else None
+    labelled = (
+        an.load_trajectories([Path(args.labelled) / f"{m}.parquet" for m in MATERIALS])
+        if args.labelled
+        else None
+    )
     device = "cuda" if gpu else "cpu"
     models, times = [], {}
     for entry in filter(None, args.models.split(",")):

@@ -34,7 +34,8 @@ STRUCTURE_SCHEMA = pa.schema(
         ("pbc", pa.list_(pa.bool_(), 3)),
         ("energy", pa.float64()),
         ("forces", pa.list_(pa.float32())),
-        ("stress", pa.list_(pa.float32())),  # 6 Voigt values or null (variable list: readers before pyarrow 26 fail on null fixed-size lists)
+        # 6 Voigt values or null; a variable list, since pyarrow < 26 cannot read null fixed-size lists
+        ("stress", pa.list_(pa.float32())),
         ("source", pa.string()),
     ]
 )

@@ -68,13 +68,9 @@ def substitute(doc: dict[str, Any], filt: VOFilter) -> list[dict[str, Any]]:
     from pymatgen.core import Structure
 
     from crystalspace.atoms.io import atoms_to_row, structure_to_atoms
-    from crystalspace.gen.images import box_positions, standard_matrix
 
     s = Structure.from_dict(doc["structure"])
     if len(s.composition.elements) != 2 or len(s) > filt.max_sites or max(s.lattice.abc) > filt.max_length:
-        return []
-    pos = box_positions(s.frac_coords, standard_matrix(s.lattice), filt.box)
-    if pos.min() < 0 or pos.max() > filt.box:
         return []
     a, b = sorted(el.symbol for el in s.composition.elements)
     known = {a, b} == {"O", "V"}
@@ -98,7 +94,18 @@ def substitute(doc: dict[str, Any], filt: VOFilter) -> list[dict[str, Any]]:
                 known_vo=bool(known and mapping[a] == a),
             )
         )
-    return rows
+    # both rows share one geometry; test it as stored (float32), which is what training reads
+    return rows if _fits_box(rows[0], filt.box) else []
+
+
+def _fits_box(row: dict[str, Any], box: float) -> bool:
+    """Whether a stored row's atoms lie inside the basis box (the cell centred in it)."""
+    from crystalspace.atoms.io import atoms_to_structure, row_to_atoms
+    from crystalspace.gen.images import box_positions, standard_matrix
+
+    st = atoms_to_structure(row_to_atoms(row))
+    pos = box_positions(st.frac_coords, standard_matrix(st.lattice), box)
+    return bool(pos.min() >= 0 and pos.max() <= box)
 
 
 def build_vo_dataset(

@@ -147,7 +147,12 @@ def run_md(
 
 
 def _wait_with_progress(
-    calls: list[Any], actors: list[Any], out: Path, n_replicas: int, protocol: MDProtocol, max_restarts: int = 0
+    calls: list[Any],
+    actors: list[Any],
+    out: Path,
+    n_replicas: int,
+    protocol: MDProtocol,
+    max_restarts: int = 0,
 ) -> list[Any]:
     """Wait for the actors' ``run`` calls, showing MD steps done (read from the checkpoint step files).
 
