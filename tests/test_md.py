@@ -197,6 +197,17 @@ def test_actors_run_kill_resume_contiguous(ray_session, li3ps4, tmp_path):
     assert (table.D_cm2_s > 0).all()
 
 
+def test_more_actors_than_cpus_finish(ray_session, li3ps4, tmp_path):
+    """Three 1-CPU actors on the 2-CPU session: the third runs once a finished actor frees its CPU."""
+    from crystalspace.md.actors import run_md
+
+    protocol = MDProtocol(ramp_ps=0.01, production_ps=0.02, checkpoint_every=10, record_every=5,
+                          record_every_ramp=5)  # fmt: skip
+    summary = run_md({"Li3PS4": li3ps4}, [900.0], 3, tmp_path, protocol, actors_per_material=3)
+    assert sorted(r["replica"] for r in summary) == [0, 1, 2]
+    assert all(r["status"] == "ok" and r["last_step"] == 15 for r in summary)
+
+
 def test_speed_benchmark_quick(tmp_path):
     import importlib.util
     from pathlib import Path

@@ -33,4 +33,14 @@ rm -rf dist /tmp/crystalspace-wheel-venv
 /tmp/crystalspace-wheel-venv/bin/pip install -q --disable-pip-version-check "$(ls dist/*.whl)[space]" 2>&1 | grep -v "^WARNING: Location" || true
 /tmp/crystalspace-wheel-venv/bin/crystalspace --version
 (cd /tmp && /tmp/crystalspace-wheel-venv/bin/crystalspace query --lake /nonexistent | head -5)
+
+echo "== the space extra alone (no torch): main job and its tests, against the installed wheel"
+W=/tmp/crystalspace-wheel-venv
+! "$W/bin/python" -c "import torch" 2>/dev/null || { echo "torch leaked into the space extra"; exit 1; }
+"$W/bin/pip" install -q --disable-pip-version-check pytest==9.2.0 2>&1 | grep -v "^WARNING: Location" || true
+rm -rf /tmp/crystalspace-space-lake
+(cd /tmp && "$W/bin/crystalspace" space build --arity 2 --lake /tmp/crystalspace-space-lake \
+    && "$W/bin/crystalspace" query table2 --lake /tmp/crystalspace-space-lake)
+# the venv's pytest script (not `python -m`) keeps the checkout off sys.path, so the wheel is tested
+"$W/bin/pytest" -q -p no:cacheprovider tests/test_chem.py tests/test_engine.py tests/test_lake.py
 echo "check: all passed"
