@@ -20,7 +20,16 @@ SetOpt = Annotated[list[str] | None, typer.Option("--set", help="config override
 
 
 def _config(config: Path | None, sets: list[str] | None, **values: object) -> object:
-    from crystalspace.config import ConfigError, make_mlff_config
+    from crystalspace.config import make_mlff_config
+
+    overrides = _overrides(sets)
+    overrides.update({k: v for k, v in values.items() if v is not None})
+    return make_mlff_config(config, overrides)
+
+
+def _overrides(sets: list[str] | None) -> dict[str, object]:
+    """``--set key=value`` options as a dict (values stay strings; the config model parses them)."""
+    from crystalspace.config import ConfigError
 
     overrides: dict[str, object] = {}
     for item in sets or []:
@@ -28,8 +37,7 @@ def _config(config: Path | None, sets: list[str] | None, **values: object) -> ob
         if not sep:
             raise ConfigError(f"--set expects key=value, got {item!r}")
         overrides[key.strip()] = value.strip()
-    overrides.update({k: v for k, v in values.items() if v is not None})
-    return make_mlff_config(config, overrides)
+    return overrides
 
 
 @app.command("reference")
@@ -147,12 +155,7 @@ def tune(
     from crystalspace.config import ConfigError
     from crystalspace.mlff.tune import count_trials, load_spec, print_table, run_sweep, saved_spec
 
-    overrides: dict[str, object] = {}
-    for item in sets or []:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ConfigError(f"--set expects key=value, got {item!r}")
-        overrides[key.strip()] = value.strip()
+    overrides = _overrides(sets)
     out_dir = str(out) if out else None
     if resume:
         if overrides or stability is not None:

@@ -642,6 +642,8 @@ def plot_sweep(table: pd.DataFrame, history: pd.DataFrame, path: Path, title: st
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
+    from crystalspace.training import save_figure
+
     models = sorted({str(m) for m in table.get("model", pd.Series(["model"])).fillna("model")})
     colour = {m: plt.get_cmap("tab10")(i % 10) for i, m in enumerate(models)}
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4.2))
@@ -677,12 +679,7 @@ def plot_sweep(table: pd.DataFrame, history: pd.DataFrame, path: Path, title: st
     )
     bx.grid(alpha=0.3, axis="x")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
+    return save_figure(fig, path)
 
 
 def print_table(table: pd.DataFrame, keys: list[str]) -> None:
