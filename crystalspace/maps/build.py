@@ -66,7 +66,9 @@ def lakes_for_arities(lakes: Sequence[str], arities: Sequence[int]) -> dict[int,
                 chosen[arity] = lake
                 break
         else:
-            offer = "; ".join(f"{lake} has arity {', '.join(map(str, sorted(a))) or 'none'}" for lake, a in have.items())
+            offer = "; ".join(
+                f"{lake} has arity {', '.join(map(str, sorted(a))) or 'none'}" for lake, a in have.items()
+            )
             raise MapsError(
                 f"arity {arity} is in none of the lakes ({offer}); build it, e.g. `crystalspace space "
                 f"build --arity {arity} --elements Li,Na,K,Mg,Ca,Zn,Fe,Cu,Al,Si,Sn,N,P,O,S,Se,F,Cl,Br,I "
@@ -123,11 +125,16 @@ def build_maps(
         for arity, sample in report.samples.items():
             for name in embeddings:
                 checks[f"{name} arity {arity}"] = check_against_reference(sample, name)
-                vec, ok = composition_embedding(_zn(sample.rows, "z"), _zn(sample.rows, "n"), load_embedding(name))
+                vec, ok = composition_embedding(
+                    _zn(sample.rows, "z"), _zn(sample.rows, "n"), load_embedding(name)
+                )
                 rows = sample.rows[ok].reset_index(drop=True)
                 dropped.append(_dropped(arity, name, sample.rows, ok))
                 labels = rows["category"].to_numpy()
-                full = {"knn_full": knn_accuracy(vec, labels, seed), "silhouette_full": silhouette(vec, labels, seed)}
+                full = {
+                    "knn_full": knn_accuracy(vec, labels, seed),
+                    "silhouette_full": silhouette(vec, labels, seed),
+                }
                 for method in methods:
                     t0 = time.perf_counter()
                     xy = reduce(vec, method, seed)
@@ -187,10 +194,14 @@ def element_frequency(lake: str) -> pd.DataFrame:
     """Occurrences of each element in the allowed binary compositions of ``lake``."""
     from crystalspace.maps.sample import _connect
 
-    return _connect(lake).execute(
-        "SELECT e.z, e.symbol, count(c.formula) AS count FROM elements e LEFT JOIN compositions c "
-        "ON c.arity = 2 AND c.allowed AND (c.z1 = e.z OR c.z2 = e.z) GROUP BY ALL ORDER BY e.z"
-    ).df()
+    return (
+        _connect(lake)
+        .execute(
+            "SELECT e.z, e.symbol, count(c.formula) AS count FROM elements e LEFT JOIN compositions c "
+            "ON c.arity = 2 AND c.allowed AND (c.z1 = e.z OR c.z2 = e.z) GROUP BY ALL ORDER BY e.z"
+        )
+        .df()
+    )
 
 
 def _replace(path: Path, write: Any) -> None:

@@ -12,7 +12,9 @@ from rich.console import Console
 
 from crystalspace.errors import user_errors
 
-app = typer.Typer(help="Maps of chemical space: embeddings, PCA / t-SNE / UMAP, figures.", no_args_is_help=True)
+app = typer.Typer(
+    help="Maps of chemical space: embeddings, PCA / t-SNE / UMAP, figures.", no_args_is_help=True
+)
 console = Console() if sys.stdout.isatty() else Console(width=200)
 
 MapsOpt = Annotated[Path, typer.Option("--maps", help="maps folder")]
@@ -21,7 +23,9 @@ MapsOpt = Annotated[Path, typer.Option("--maps", help="maps folder")]
 @app.command("build")
 @user_errors
 def build(
-    lake: Annotated[list[str], typer.Option("--lake", help="lake(s); each arity is read from the first that has it")],
+    lake: Annotated[
+        list[str], typer.Option("--lake", help="lake(s); each arity is read from the first that has it")
+    ],
     out: Annotated[Path, typer.Option("--out", help="maps folder")] = Path("maps"),
     arity: Annotated[str, typer.Option(help="arities, e.g. 2,3,4")] = "2,3",
     embeddings: Annotated[str, typer.Option("--embedding", help="all or e.g. mat2vec,magpie")] = "all",
@@ -47,12 +51,17 @@ def build(
     )
     for arity_, sample in report.samples.items():
         got = sample.rows["category"].value_counts().to_dict()
-        console.print(f"arity {arity_}: " + ", ".join(f"{c} {got.get(c, 0):,}/{n:,}" for c, n in sample.available.items()))
+        console.print(
+            f"arity {arity_}: "
+            + ", ".join(f"{c} {got.get(c, 0):,}/{n:,}" for c, n in sample.available.items())
+        )
     for note in report.notes:
         console.print(note)
     lost = report.dropped[report.dropped["dropped"] > 0]
     for r in lost.itertuples(index=False):
-        console.print(f"arity {r.arity}: {r.embedding} drops {r.dropped:,} of {r.sampled:,} (lacks {r.lacking_elements})")
+        console.print(
+            f"arity {r.arity}: {r.embedding} drops {r.dropped:,} of {r.sampled:,} (lacks {r.lacking_elements})"
+        )
     cols = ["arity", "embedding", "method", "chance", "knn_2d", "knn_full", "silhouette_2d", "knn_anion_2d"]
     console.print(to_markdown(report.separation[cols]), markup=False, highlight=False)
     console.print(f"maps written to {out} in {report.seconds['total']:.0f} s")
@@ -102,8 +111,16 @@ def embed(
 
     target = out or Path("embeddings") / embedding
     r = embed_selection(
-        lake, where, embedding, target, project=project, vectors=vectors, fit_rows=fit_rows, seed=seed,
-        address=address, num_cpus=num_cpus,
+        lake,
+        where,
+        embedding,
+        target,
+        project=project,
+        vectors=vectors,
+        fit_rows=fit_rows,
+        seed=seed,
+        address=address,
+        num_cpus=num_cpus,
     )
     console.print(
         f"{r.rows:,} compositions embedded with {r.embedding} ({r.dropped:,} dropped: elements the embedding "

@@ -71,15 +71,32 @@ def periodic_table_figure(frequency: pd.DataFrame, path: Path) -> Path:
         face = cmap(norm(count)) if count > 0 else "#f0f0f0"
         ax.add_patch(plt.Rectangle((col - 0.5, row - 0.5), 0.95, 0.95, facecolor=face, edgecolor="white"))
         dark = count > 0 and norm(count) < 0.6
-        ax.text(col - 0.02, row - 0.1, symbol, ha="center", va="center", fontsize=10, weight="bold",
-                color="white" if dark else "black")
-        ax.text(col - 0.02, row + 0.22, f"{count}", ha="center", va="center", fontsize=6.5,
-                color="white" if dark else "black")
+        ax.text(
+            col - 0.02,
+            row - 0.1,
+            symbol,
+            ha="center",
+            va="center",
+            fontsize=10,
+            weight="bold",
+            color="white" if dark else "black",
+        )
+        ax.text(
+            col - 0.02,
+            row + 0.22,
+            f"{count}",
+            ha="center",
+            va="center",
+            fontsize=6.5,
+            color="white" if dark else "black",
+        )
     ax.set_xlim(0.4, 18.6)
     ax.set_ylim(10.1, 0.4)
     ax.set_aspect("equal")
     ax.axis("off")
-    fig.colorbar(cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, shrink=0.6, label="allowed binary compositions")
+    fig.colorbar(
+        cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, shrink=0.6, label="allowed binary compositions"
+    )
     total = int(frequency["count"].sum()) // 2
     ax.set_title(f"How often each element appears in the {total:,} allowed binary compositions")
     fig.savefig(path, dpi=130, bbox_inches="tight")
@@ -104,8 +121,15 @@ def scatter_grid(points: pd.DataFrame, path: Path, colour_by: str, title: str) -
             sub = points[(points["embedding"] == name) & (points["method"] == method)]
             for label in order:
                 part = sub[sub[colour_by] == label]
-                ax.scatter(part["x"], part["y"], s=2.0, c=palette.get(label, "black"), alpha=0.6,
-                           linewidths=0, rasterized=True)
+                ax.scatter(
+                    part["x"],
+                    part["y"],
+                    s=2.0,
+                    c=palette.get(label, "black"),
+                    alpha=0.6,
+                    linewidths=0,
+                    rasterized=True,
+                )
             ax.set_xticks([])
             ax.set_yticks([])
             if i == 0:
@@ -113,7 +137,9 @@ def scatter_grid(points: pd.DataFrame, path: Path, colour_by: str, title: str) -
             if j == 0:
                 ax.set_ylabel(name, fontsize=12)
     handles = [
-        plt.Line2D([], [], marker="o", linestyle="", color=palette.get(label, "black"), label=label, markersize=7)
+        plt.Line2D(
+            [], [], marker="o", linestyle="", color=palette.get(label, "black"), label=label, markersize=7
+        )
         for label in palette
         if label in set(order)
     ]
@@ -143,12 +169,21 @@ def make_figures(maps: str | Path) -> list[Path]:
         sub = points[points["arity"] == arity]
         n = sub.groupby(["embedding", "method"]).size().max()
         paths.append(
-            scatter_grid(sub, out / f"categories_arity{arity}.png", "category",
-                         f"{_arity_name(arity)} compositions by category ({n:,} per map)")
+            scatter_grid(
+                sub,
+                out / f"categories_arity{arity}.png",
+                "category",
+                f"{_arity_name(arity)} compositions by category ({n:,} per map)",
+            )
         )
         if arity == 2:
             paths.append(
-                scatter_grid(sub, out / "anions_arity2.png", "anion", f"Binary compositions by anion class ({n:,} per map)")
+                scatter_grid(
+                    sub,
+                    out / "anions_arity2.png",
+                    "anion",
+                    f"Binary compositions by anion class ({n:,} per map)",
+                )
             )
     if not paths:
         raise MapsError(f"nothing to draw in {maps}")
@@ -157,4 +192,3 @@ def make_figures(maps: str | Path) -> list[Path]:
 
 def _arity_name(arity: int) -> str:
     return {2: "Binary", 3: "Ternary", 4: "Quaternary"}.get(int(arity), f"{arity}-element")
-

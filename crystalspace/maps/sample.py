@@ -33,8 +33,8 @@ log = logging.getLogger(__name__)
 
 ANION_CLASSES = ("oxide", "chalcogenide", "halide", "pnictide", "other")
 _ANION_OF_Z = {8: "oxide", 16: "chalcogenide", 34: "chalcogenide", 52: "chalcogenide", 84: "chalcogenide"}
-_ANION_OF_Z |= {z: "halide" for z in (9, 17, 35, 53, 85)}
-_ANION_OF_Z |= {z: "pnictide" for z in (7, 15, 33, 51, 83)}
+_ANION_OF_Z |= dict.fromkeys((9, 17, 35, 53, 85), "halide")
+_ANION_OF_Z |= dict.fromkeys((7, 15, 33, 51, 83), "pnictide")
 
 _COLUMNS = "arity, z1, z2, z3, z4, n1, n2, n3, n4, formula, category, ox1, ox2, ox3, ox4"
 

@@ -103,7 +103,7 @@ def _source(path: str) -> str:
 
 def select_files(lake: str, where: str) -> dict[str, int]:
     """Shard files of ``lake`` holding rows of the selection, with their row counts."""
-    fs, root = resolve(lake)
+    _fs, root = resolve(lake)
     if not (Path(root) / "_manifest.json").is_file():
         raise MapsError(f"no crystalspace lake at {lake}; run `crystalspace space build`")
     if not list(Path(root).glob("arity=*/z1=*/*.parquet")):
@@ -135,7 +135,9 @@ def _embed_table(table: dict[str, np.ndarray], name: str) -> tuple[np.ndarray, n
 class ShardEmbedder:
     """Ray Data callable class: embeds, projects and writes the selected rows of shard files."""
 
-    def __init__(self, embedding: str, where: str, out: str, projector: Projector | None, vectors: bool) -> None:
+    def __init__(
+        self, embedding: str, where: str, out: str, projector: Projector | None, vectors: bool
+    ) -> None:
         self.name, self.where, self.out = embedding, where, Path(out)
         self.projector, self.vectors = projector, vectors
         self.con = _duck(threads=1)
@@ -150,9 +152,9 @@ class ShardEmbedder:
         return {"rows": np.array(rows, dtype=np.int64), "dropped": np.array(dropped, dtype=np.int64)}
 
     def _one(self, path: str) -> tuple[int, int]:
-        reader = self.con.execute(f"SELECT {_SELECT} FROM {_source(path)} WHERE ({self.where})").to_arrow_reader(
-            CHUNK_ROWS
-        )
+        reader = self.con.execute(
+            f"SELECT {_SELECT} FROM {_source(path)} WHERE ({self.where})"
+        ).to_arrow_reader(CHUNK_ROWS)
         stem, total, dropped, part = Path(path).parent.name + "-" + Path(path).stem, 0, 0, 0
         pending: list[pa.RecordBatch] = []
         for batch in reader:
@@ -180,7 +182,9 @@ class ShardEmbedder:
         return len(keep), int((~ok).sum())
 
 
-def fit_projection(lake: str, where: str, embedding: str, method: str, rows: int, seed: int) -> Projector | None:
+def fit_projection(
+    lake: str, where: str, embedding: str, method: str, rows: int, seed: int
+) -> Projector | None:
     """Fit the projection on a seeded sample of ``rows`` compositions of the selection."""
     if method == "none":
         return None
@@ -229,8 +233,15 @@ def embed_selection(
     try:
         rows, dropped = _run(files, embedding, where, tmp, projector, vectors, address, num_cpus)
         report = EmbedReport(
-            str(out), embedding, project, where, rows, dropped, len(list(tmp.glob("*.parquet"))),
-            time.perf_counter() - t0, fit_seconds,
+            str(out),
+            embedding,
+            project,
+            where,
+            rows,
+            dropped,
+            len(list(tmp.glob("*.parquet"))),
+            time.perf_counter() - t0,
+            fit_seconds,
         )
         (tmp / EMBED_MANIFEST).write_text(json.dumps({**asdict(report), "lake": lake}, indent=1))
         if out.exists():

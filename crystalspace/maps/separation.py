@@ -43,7 +43,9 @@ def silhouette(x: np.ndarray, labels: np.ndarray, seed: int = 0) -> float:
     if len(np.unique(labels)) < 2:
         return float("nan")
     size = min(SILHOUETTE_MAX, len(x))
-    return float(silhouette_score(StandardScaler().fit_transform(x), labels, sample_size=size, random_state=seed))
+    return float(
+        silhouette_score(StandardScaler().fit_transform(x), labels, sample_size=size, random_state=seed)
+    )
 
 
 def chance(labels: np.ndarray) -> float:
@@ -52,7 +54,7 @@ def chance(labels: np.ndarray) -> float:
     return float(counts.max() / counts.sum())
 
 
-def to_markdown(table: "object", digits: int = 2) -> str:
+def to_markdown(table: object, digits: int = 2) -> str:
     """A separation table (pandas DataFrame) as a GitHub markdown table."""
     import pandas as pd
 
