@@ -194,3 +194,23 @@ def test_cli_bad_input_is_one_line(lake, tmp_path, args, message):
     assert message in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.integration
+def test_embed_benchmark_quick(lake, tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parents[1] / "benchmarks" / "bench_map_embed.py"
+    spec = importlib.util.spec_from_file_location("bench_map_embed", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "bench.md"
+    argv = ["--quick", "--lake", lake, "--embedding", "magpie", "--loop-rows", "300", "--out", str(out)]
+    assert bench.main(argv) == 0
+    text = out.read_text()
+    assert "| CompositionalEmbedding loop (1 process) | 300 |" in text
+    ratio = float(
+        text.split("one matrix product (1 process) |")[1].split("|")[2].strip().rstrip("x").replace(",", "")
+    )
+    assert ratio > 10  # the batched product is far faster than the per-formula loop
