@@ -74,16 +74,16 @@ def test_embedding_drops_compositions_with_unknown_elements():
 
 
 def test_sample_is_seeded_and_small_categories_taken_whole(lake):
-    a = sample_arity(lake, 2, 50, seed=3)
-    b = sample_arity(lake, 2, 50, seed=3)
-    c = sample_arity(lake, 2, 50, seed=4)
+    a = sample_arity(lake, 2, 300, seed=3)
+    b = sample_arity(lake, 2, 300, seed=3)
+    c = sample_arity(lake, 2, 300, seed=4)
     assert a.rows["formula"].tolist() == b.rows["formula"].tolist()
     assert a.rows["formula"].tolist() != c.rows["formula"].tolist()
     counts = a.rows["category"].value_counts().to_dict()
     for cat, n in a.available.items():
-        assert counts.get(cat, 0) == min(n, 50)
-        assert (cat in a.taken_whole) == (0 < n <= 50)
-    assert a.taken_whole  # the small lake has few standard binaries
+        assert counts.get(cat, 0) == min(n, 300)
+        assert (cat in a.taken_whole) == (0 < n <= 300)
+    assert a.taken_whole == ["standard"]  # the small lake has 285 standard binaries
     with pytest.raises(MapsError, match="no arity-4 compositions"):
         sample_arity(lake, 4, 10)
 
@@ -154,11 +154,11 @@ def test_figures_and_explorer(maps):
 def test_map_embed_with_ray(lake, tmp_path):
     from crystalspace.maps.scale import embed_selection
 
-    report = embed_selection(lake, "arity = 3 AND allowed", "magpie", tmp_path / "emb", fit_rows=500)
+    report = embed_selection(lake, "arity = 3 AND (allowed OR z3 = 103)", "magpie", tmp_path / "emb", fit_rows=500)
     con = duckdb.connect()
     total = con.execute(
         f"SELECT count(*) FROM read_parquet('{lake}/arity=*/z1=*/*.parquet', hive_partitioning=true) "
-        "WHERE arity = 3 AND allowed"
+        "WHERE arity = 3 AND (allowed OR z3 = 103)"
     ).fetchone()[0]
     assert report.rows + report.dropped == total
     assert report.dropped > 0  # Lr compositions

@@ -170,6 +170,8 @@ class ShardEmbedder:
     def _write(self, table: pa.Table, name: str) -> tuple[int, int]:
         cols = {c: table.column(c).to_numpy() for c in ("z1", "z2", "z3", "z4", "n1", "n2", "n3", "n4")}
         vec, ok = _embed_table(cols, self.name)
+        if not ok.any():
+            return 0, len(ok)
         keep = table.select(["formula", "category", "arity"]).filter(pa.array(ok))
         if self.projector is not None:
             xy = self.projector(vec)
@@ -177,8 +179,7 @@ class ShardEmbedder:
         if self.vectors:
             flat = pa.array(vec.reshape(-1), type=pa.float32())
             keep = keep.append_column("embedding", pa.FixedSizeListArray.from_arrays(flat, vec.shape[1]))
-        if len(keep):
-            pq.write_table(keep, self.out / f"part-{name}.parquet")
+        pq.write_table(keep, self.out / f"part-{name}.parquet")
         return len(keep), int((~ok).sum())
 
 
