@@ -77,7 +77,7 @@ function draw() {
     traces.push({ type: "scattergl", mode: "markers", name: cat, x: x, y: y, text: text,
                   hoverinfo: "text", marker: { size: 4, color: COLOURS[cat], opacity: 0.7 } });
   });
-  Plotly.react("plot", traces, { title: `arity ${$("arity").value}: ${key}`, hovermode: "closest",
+  Plotly.react("plot", traces, { title: { text: `arity ${$("arity").value}: ${key}` }, hovermode: "closest",
     xaxis: { showticklabels: false }, yaxis: { showticklabels: false },
     margin: { l: 20, r: 20, t: 40, b: 20 } });
   $("count").textContent = `${shownCount} points shown`;
