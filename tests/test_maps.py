@@ -154,7 +154,9 @@ def test_figures_and_explorer(maps):
 def test_map_embed_with_ray(lake, tmp_path):
     from crystalspace.maps.scale import embed_selection
 
-    report = embed_selection(lake, "arity = 3 AND (allowed OR z3 = 103)", "magpie", tmp_path / "emb", fit_rows=500)
+    report = embed_selection(
+        lake, "arity = 3 AND (allowed OR z3 = 103)", "magpie", tmp_path / "emb", fit_rows=500
+    )
     con = duckdb.connect()
     total = con.execute(
         f"SELECT count(*) FROM read_parquet('{lake}/arity=*/z1=*/*.parquet', hive_partitioning=true) "
