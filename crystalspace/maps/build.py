@@ -25,9 +25,10 @@ import numpy as np
 import pandas as pd
 
 from crystalspace import __version__
+from crystalspace.chem.elements import element_table
 from crystalspace.maps.embed import MapsError, composition_embedding, load_embedding, reference_embedding
 from crystalspace.maps.reduce import reduce
-from crystalspace.maps.sample import Sample, lake_arities, sample_arity
+from crystalspace.maps.sample import Sample, connect_lake, lake_arities, sample_arity
 from crystalspace.maps.separation import chance, knn_accuracy, silhouette
 from crystalspace.runtime import progress
 
@@ -168,8 +169,6 @@ def _dropped(arity: int, name: str, rows: pd.DataFrame, ok: np.ndarray) -> dict[
     em = load_embedding(name)
     z = _zn(rows[~ok], "z")
     lacking = sorted({int(v) for v in np.unique(z) if v > 0 and not em.has[v]})
-    from crystalspace.chem.elements import element_table
-
     symbols = element_table().symbols
     return {
         "arity": arity,
@@ -192,10 +191,8 @@ def _points(rows: pd.DataFrame, arity: int, name: str, method: str, xy: np.ndarr
 
 def element_frequency(lake: str) -> pd.DataFrame:
     """Occurrences of each element in the allowed binary compositions of ``lake``."""
-    from crystalspace.maps.sample import _connect
-
     return (
-        _connect(lake)
+        connect_lake(lake)
         .execute(
             "SELECT e.z, e.symbol, count(c.formula) AS count FROM elements e LEFT JOIN compositions c "
             "ON c.arity = 2 AND c.allowed AND (c.z1 = e.z OR c.z2 = e.z) GROUP BY ALL ORDER BY e.z"

@@ -49,7 +49,8 @@ class Sample:
     taken_whole: list[str] = field(default_factory=list)
 
 
-def _connect(lake: str) -> duckdb.DuckDBPyConnection:
+def connect_lake(lake: str) -> duckdb.DuckDBPyConnection:
+    """`crystalspace.lake.duck.connect` without DuckDB's progress bar."""
     con = connect(lake)
     con.execute("SET enable_progress_bar = false")
     return con
@@ -57,7 +58,7 @@ def _connect(lake: str) -> duckdb.DuckDBPyConnection:
 
 def lake_arities(lake: str) -> dict[int, int]:
     """Rows stored per arity in ``lake``."""
-    con = _connect(lake)
+    con = connect_lake(lake)
     return dict(con.execute("SELECT arity, count(*) FROM compositions GROUP BY arity").fetchall())
 
 
@@ -65,7 +66,7 @@ def sample_arity(lake: str, arity: int, per_category: int, seed: int = 0) -> Sam
     """A seeded sample of up to ``per_category`` compositions per category of one arity."""
     if per_category < 1:
         raise MapsError(f"--per-category must be at least 1, got {per_category}")
-    con = _connect(lake)
+    con = connect_lake(lake)
     available = dict(
         con.execute(
             "SELECT category, count(*) FROM compositions WHERE arity = ? GROUP BY category", [arity]

@@ -13,6 +13,7 @@ For one map (embedding × method × arity) and for the full embedding space it r
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 KNN_K = 10
 FOLDS = 5
@@ -54,11 +55,8 @@ def chance(labels: np.ndarray) -> float:
     return float(counts.max() / counts.sum())
 
 
-def to_markdown(table: object, digits: int = 2) -> str:
-    """A separation table (pandas DataFrame) as a GitHub markdown table."""
-    import pandas as pd
-
-    assert isinstance(table, pd.DataFrame)
+def to_markdown(table: pd.DataFrame, digits: int = 2) -> str:
+    """A table (e.g. the separation table) as GitHub markdown, floats to ``digits`` places."""
     cols = list(table.columns)
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for row in table.itertuples(index=False):
