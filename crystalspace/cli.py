@@ -21,6 +21,7 @@ from crystalspace import __version__
 from crystalspace.csp.cli import app as csp_app
 from crystalspace.errors import user_errors
 from crystalspace.gen.cli import app as gen_app
+from crystalspace.maps.cli import app as maps_app
 from crystalspace.md.cli import app as md_app
 from crystalspace.mlff.cli import app as mlff_app
 
@@ -36,6 +37,7 @@ app.add_typer(mlff_app, name="mlff")
 app.add_typer(md_app, name="md")
 app.add_typer(gen_app, name="gen")
 app.add_typer(csp_app, name="csp")
+app.add_typer(maps_app, name="map")
 console = Console() if sys.stdout.isatty() else Console(width=200)
 
 ArityOpt = Annotated[str | None, typer.Option("--arity", help="arities, e.g. 2,3 (2..4)")]

@@ -257,3 +257,40 @@ def make_gen_config(file: str | Path | None = None, overrides: dict[str, Any] | 
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         raise ConfigError(f"{where}: {first['msg'].removeprefix('Value error, ')}") from None
+
+
+class MapsConfig(BaseModel):
+    """Maps of chemical space: which lakes and arities, embeddings, projections, sample size."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    lakes: list[str] = Field(default_factory=lambda: ["lake"], description="lakes; first with an arity wins")
+    out: str = Field(default="maps", description="maps folder")
+    arities: tuple[int, ...] = Field(default=(2, 3), description="element counts, 2..4")
+    embeddings: list[str] = Field(
+        default_factory=lambda: ["magpie", "mat2vec", "megnet16", "oliynyk", "skipatom", "random"]
+    )
+    methods: list[str] = Field(default_factory=lambda: ["pca", "tsne", "umap"])
+    per_category: int = Field(default=3000, ge=1, description="compositions per category and arity")
+    seed: int = 0
+    figures: bool = True
+    explorer: bool = True
+
+
+def make_maps_config(file: str | Path | None = None, overrides: dict[str, Any] | None = None) -> MapsConfig:
+    """A `MapsConfig` from an optional YAML file plus overrides."""
+    data: dict[str, Any] = {}
+    if file is not None:
+        try:
+            data = yaml.safe_load(Path(file).read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"cannot read config {file}: {exc}") from None
+    data.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    if isinstance(data.get("arities"), str | int):
+        data["arities"] = parse_arities(str(data["arities"]))
+    try:
+        return MapsConfig(**data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(f"{where}: {first['msg'].removeprefix('Value error, ')}") from None

@@ -44,6 +44,13 @@ EXPECTED = {
         r"^refine=False: VO2, max cell error \d\.\de-1\d, mean position error 0\.\d\d\d Å",
         r"^refine=True: VO2, max cell error \d\.\de-1\d, mean position error 0\.000 Å",
     ],
+    "maps_quickstart.py": [
+        r"^arity 2: standard has \d+ compositions \(< 300\); taken whole",
+        r"^arity 2 mat2vec pca: kNN accuracy 0\.\d\d in 2-D, 0\.\d\d in mat2vec space \(chance 0\.\d\d\)",
+        r"^arity 3 magpie pca: kNN accuracy",
+        r"^figures: periodic_table_binary.png, categories_arity2.png, anions_arity2.png, categories_arity3.png",
+        r"^explorer: explorer.html, \d+\.\d MB",
+    ],
     "space_lake.py": [
         r"^lake complete: 5 shards",
         r"^\s+2 \| 258 \| 11 \|",
