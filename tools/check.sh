@@ -12,6 +12,7 @@ PY=${PYTHON:-python3}
 # The explorer test drives a real headless browser: Debian's chromium + chromedriver.
 command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null) || echo "chromium not installed: the explorer browser test will be skipped"
 export RAY_AUTH_MODE=disabled RAY_USAGE_STATS_ENABLED=0 PYTHONUNBUFFERED=1
+export RAY_raylet_start_wait_time_s=${RAY_raylet_start_wait_time_s:-180}  # a loaded 2-core box can take over 45 s
 
 echo "== ruff"
 .venv/bin/ruff check .
