@@ -54,7 +54,12 @@ def head(tmp_path_factory):
     log = tmp_path_factory.mktemp("head") / "head.log"
     cmd = [str(BIN / "ray"), "start", "--head", "--block", f"--port={port}", "--num-cpus=2",
            "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}",
-           "--node-ip-address=127.0.0.1", "--object-store-memory=500000000", "--disable-usage-stats"]  # fmt: skip
+           "--node-ip-address=127.0.0.1", "--object-store-memory=500000000", "--disable-usage-stats",
+           # every fixed default port on free ones: another Ray on the machine (the tests' own session)
+           # already holds e.g. the agent's 52365, and the head's agent would then never register
+           *(f"--{opt}={_free_port()}" for opt in ("dashboard-agent-listen-port", "dashboard-agent-grpc-port",
+                                                   "metrics-export-port", "ray-client-server-port",
+                                                   "runtime-env-agent-port"))]  # fmt: skip
     with log.open("w") as out:
         proc = subprocess.Popen(cmd, env=_env(), stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     address = f"http://127.0.0.1:{dash}"
@@ -98,7 +103,12 @@ def _submit(address: str, lake: Path, *extra: str) -> subprocess.CompletedProces
            f"--runtime-env-json={json.dumps(runtime_env)}", *extra, "--",
            "python", "pipelines/space_build.py", "--config", "pipelines/configs/space_small.yaml",
            "--lake", str(lake), *sets]  # fmt: skip
-    return subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=600)
+    deadline = time.time() + 180
+    while True:  # the job server answers before the node's agent has registered (slow on a busy box)
+        res = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=600)
+        if "No available agent to submit job" not in res.stderr or time.time() > deadline:
+            return res
+        time.sleep(3)
 
 
 def _config():
