@@ -5,17 +5,19 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from crystalspace.chem.elements import MAX_Z, ChemistryError, element_table, parse_elements
+from crystalspace.chem.elements import MAX_Z, element_table, parse_elements
 from crystalspace.chem.oxidation import DEFAULT_SET
 from crystalspace.errors import UserError
 from crystalspace.runtime import shared_data
 from crystalspace.space.combinatorics import MAX_ARITY, MAX_STOICH_LIMIT, MIN_ARITY
 from crystalspace.space.known import DEFAULT_REFERENCE
+
+M = TypeVar("M", bound=BaseModel)
 
 
 class ConfigError(UserError, ValueError):
@@ -102,12 +104,7 @@ def make_space_config(file: Path | None = None, overrides: dict[str, Any] | None
 
     ``elements`` may be given as symbols (``"Li,Zn,Sn,O"`` or a list of symbols).
     """
-    data: dict[str, Any] = {}
-    if file is not None:
-        try:
-            data = yaml.safe_load(Path(file).read_text()) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError(f"cannot read config {file}: {exc}") from None
+    data = _read_yaml(file)
     data.update({k: v for k, v in (overrides or {}).items() if v is not None})
     elements = data.get("elements")
     if isinstance(elements, str):
@@ -116,14 +113,7 @@ def make_space_config(file: Path | None = None, overrides: dict[str, Any] | None
         data["elements"] = parse_elements(",".join(elements))
     if isinstance(data.get("arities"), str | int):
         data["arities"] = parse_arities(str(data["arities"]))
-    try:
-        return SpaceConfig(**data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(f"{where}: {first['msg'].removeprefix('Value error, ')}") from None
-    except ChemistryError:
-        raise
+    return _validated(SpaceConfig, data)
 
 
 def symbols_of(zs: tuple[int, ...]) -> str:
@@ -176,21 +166,11 @@ class MLFFConfig(BaseModel):
 
 def make_mlff_config(file: Path | None = None, overrides: dict[str, Any] | None = None) -> MLFFConfig:
     """An `MLFFConfig` from an optional YAML file plus overrides (``key=value`` strings allowed)."""
-    data: dict[str, Any] = {}
-    if file is not None:
-        try:
-            data = yaml.safe_load(Path(file).read_text()) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError(f"cannot read config {file}: {exc}") from None
+    data = _read_yaml(file)
     for key, value in (overrides or {}).items():
         if value is not None:
             data[key] = yaml.safe_load(value) if isinstance(value, str) else value
-    try:
-        return MLFFConfig(**data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(f"{where}: {first['msg'].removeprefix('Value error, ')}") from None
+    return _validated(MLFFConfig, data)
 
 
 class GenConfig(BaseModel):
@@ -236,12 +216,7 @@ class GenConfig(BaseModel):
 
 def make_gen_config(file: str | Path | None = None, overrides: dict[str, Any] | None = None) -> GenConfig:
     """A `GenConfig` from an optional YAML file plus ``key=value`` overrides (``train.x=...``)."""
-    data: dict[str, Any] = {}
-    if file is not None:
-        try:
-            data = yaml.safe_load(Path(file).read_text()) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError(f"cannot read config {file}: {exc}") from None
+    data = _read_yaml(file)
     for key, value in (overrides or {}).items():
         if value is None:
             continue
@@ -251,12 +226,7 @@ def make_gen_config(file: str | Path | None = None, overrides: dict[str, Any] | 
             data.setdefault("train", {})[key.removeprefix("train.")] = value
         else:
             data[key] = value
-    try:
-        return GenConfig(**data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(f"{where}: {first['msg'].removeprefix('Value error, ')}") from None
+    return _validated(GenConfig, data)
 
 
 class MapsConfig(BaseModel):
@@ -279,17 +249,27 @@ class MapsConfig(BaseModel):
 
 def make_maps_config(file: str | Path | None = None, overrides: dict[str, Any] | None = None) -> MapsConfig:
     """A `MapsConfig` from an optional YAML file plus overrides."""
-    data: dict[str, Any] = {}
-    if file is not None:
-        try:
-            data = yaml.safe_load(Path(file).read_text()) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError(f"cannot read config {file}: {exc}") from None
+    data = _read_yaml(file)
     data.update({k: v for k, v in (overrides or {}).items() if v is not None})
     if isinstance(data.get("arities"), str | int):
         data["arities"] = parse_arities(str(data["arities"]))
+    return _validated(MapsConfig, data)
+
+
+def _read_yaml(file: str | Path | None) -> dict[str, Any]:
+    """The mapping in a YAML config file ({} without a file), or one clear error."""
+    if file is None:
+        return {}
     try:
-        return MapsConfig(**data)
+        return yaml.safe_load(Path(file).read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot read config {file}: {exc}") from None
+
+
+def _validated(model: type[M], data: dict[str, Any]) -> M:
+    """``model(**data)``, its first validation error as one :class:`ConfigError` line."""
+    try:
+        return model(**data)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
