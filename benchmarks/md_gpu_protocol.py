@@ -46,6 +46,9 @@ def main() -> int:
     p.add_argument("--production-ps", type=float, default=6.0)
     p.add_argument("--actors", type=int, default=1, help="actors per material")
     p.add_argument("--quick", action="store_true", help="tiny CPU run")
+    p.add_argument("--reuse", action="store_true",
+                   help="take a model's finished MD from --out instead of running it (models run in parallel "
+                        "processes, then one --reuse call writes the report)")  # fmt: skip
     args = p.parse_args()
 
     import torch
@@ -78,10 +81,15 @@ def main() -> int:
     models, times = [], {}
     for entry in filter(None, args.models.split(",")):
         name = Path(entry).name.split("-")[0]
-        t0 = time.perf_counter()
-        summary = run_md(structures, temps, args.repeats, out / "md" / name, protocol, provider=str(entry),
-                         actors_per_material=args.actors, num_gpus=gpus_per_actor)  # fmt: skip
-        times[name] = time.perf_counter() - t0
+        done = out / "md" / name / "protocol_run.json"
+        if args.reuse and done.exists():
+            summary, times[name] = (lambda d: (d["summary"], d["wall_s"]))(json.loads(done.read_text()))
+        else:
+            t0 = time.perf_counter()
+            summary = run_md(structures, temps, args.repeats, out / "md" / name, protocol, provider=str(entry),
+                             actors_per_material=args.actors, num_gpus=gpus_per_actor)  # fmt: skip
+            times[name] = time.perf_counter() - t0
+            done.write_text(json.dumps({"summary": summary, "wall_s": times[name]}, default=str))
         run = rp.load_model(name, [out / "md" / name])
         if labelled is not None:
             run.info["force_mae"] = an.force_mae(get_provider(str(entry), device=device), labelled)

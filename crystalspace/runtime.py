@@ -55,8 +55,9 @@ def quiet_ray_data() -> None:
 class Progress:
     """A progress bar (rich) on a terminal; periodic log lines otherwise (CI, files)."""
 
-    def __init__(self, total: int, label: str, unit: str = "rows") -> None:
-        self.total, self.label, self.unit = total, label, unit
+    def __init__(self, total: int, label: str, unit: str = "rows", step: str = "shards") -> None:
+        """``total`` steps (``step`` names them: shards, epochs...), each covering some ``unit`` items."""
+        self.total, self.label, self.unit, self.step = total, label, unit, step
         self.done = 0
         self.amount = 0
         self.start = time.perf_counter()
@@ -77,7 +78,7 @@ class Progress:
                 TextColumn("{task.description}"),
                 BarColumn(),
                 MofNCompleteColumn(),
-                TextColumn("shards  {task.fields[rate]}"),
+                TextColumn(f"{step}  {{task.fields[rate]}}"),
                 TimeRemainingColumn(),
                 transient=False,
             )
@@ -92,12 +93,13 @@ class Progress:
         """One more unit of work done, covering ``amount`` items (rows)."""
         self.done += 1
         self.amount += amount
-        rate = f"{self.rate:,.0f} {self.unit}/s"
+        r = self.rate
+        rate = f"{r:,.0f} {self.unit}/s" if r >= 10 else f"{r:.2g} {self.unit}/s"
         if self._bar is not None:
             self._bar.update(self._task, advance=1, rate=rate)
         elif time.perf_counter() - self._last_log > 10 or self.done == self.total:
             self._last_log = time.perf_counter()
-            print(f"{self.label}: {self.done}/{self.total} shards, {rate}", file=sys.stderr, flush=True)
+            print(f"{self.label}: {self.done}/{self.total} {self.step}, {rate}", file=sys.stderr, flush=True)
 
     def close(self) -> None:
         if self._bar is not None:
@@ -105,8 +107,9 @@ class Progress:
 
 
 @contextmanager
-def progress(total: int, label: str, unit: str = "rows") -> Iterator[Progress]:
-    bar = Progress(total, label, unit)
+def progress(total: int, label: str, unit: str = "rows", step: str = "shards") -> Iterator[Progress]:
+    """A :class:`Progress` closed on exit."""
+    bar = Progress(total, label, unit, step)
     try:
         yield bar
     finally:

@@ -146,7 +146,7 @@ def _fit_with_progress(trainer: Any, run_dir: Path | None, epochs: int | None) -
     thread = threading.Thread(target=fit, daemon=True)
     thread.start()
     seen: set[str] = set()
-    with progress(epochs, f"training {run_dir.name}", unit="epochs") as bar:
+    with progress(epochs, f"training {run_dir.name}", unit="epochs", step="epochs") as bar:
         while thread.is_alive():
             thread.join(timeout=2.0)
             new = {p.name for p in run_dir.glob("checkpoint_*") if p.is_dir()} - seen

@@ -101,22 +101,32 @@ def _ga_actor() -> Any:
     return GAWorker
 
 
-def ga_candidates(
-    zs: list[int], lattice: Lattice, d: np.ndarray, cfg: GAConfig, runs: int, n_actors: int = 2, seed: int = 0
-) -> list[tuple[Structure, float]]:
-    """``runs`` independent GA runs spread over ``n_actors`` Ray actors."""
-    import ray
+GAJob = tuple[list[int], Lattice, np.ndarray, GAConfig, int]  # species, lattice, distances, settings, seed
+
+
+def run_ga_jobs(jobs: list[GAJob], n_actors: int = 2) -> list[tuple[Structure, float]]:
+    """Independent GA runs (of one or many formulas) on a pool of ``n_actors`` Ray actors, in order."""
+    from ray.util import ActorPool
 
     from crystalspace.runtime import init_ray
 
     init_ray()
     worker = _ga_actor()
-    actors = [worker.remote() for _ in range(max(1, min(n_actors, runs)))]
-    futs = [actors[i % len(actors)].run.remote(zs, lattice, d, cfg, seed + i) for i in range(runs)]
-    res: list[tuple[Structure, float]] = ray.get(futs)
-    for a in actors:
-        ray.kill(a)
-    return res
+    actors = [worker.remote() for _ in range(max(1, min(n_actors, len(jobs))))]
+    try:
+        return list(ActorPool(actors).map(lambda a, job: a.run.remote(*job), jobs))
+    finally:
+        import ray
+
+        for a in actors:
+            ray.kill(a)
+
+
+def ga_candidates(
+    zs: list[int], lattice: Lattice, d: np.ndarray, cfg: GAConfig, runs: int, n_actors: int = 2, seed: int = 0
+) -> list[tuple[Structure, float]]:
+    """``runs`` independent GA runs for one formula spread over ``n_actors`` Ray actors."""
+    return run_ga_jobs([(zs, lattice, d, cfg, seed + i) for i in range(runs)], n_actors)
 
 
 def lattice_for(zs: list[int], guess: LatticeGuess) -> Lattice:
@@ -124,6 +134,29 @@ def lattice_for(zs: list[int], guess: LatticeGuess) -> Lattice:
     ang = [float(np.clip(a, 60, 120)) for a in guess.angles]
     abc = [max(float(x), 2.0) for x in guess.abc]
     return Lattice.from_parameters(*abc, *ang)
+
+
+def predicted_geometry(bundle: dict[str, Any], zs: list[int]) -> tuple[np.ndarray, LatticeGuess]:
+    """The network's distance matrix (Å, ``len(zs)`` square) and the lattice model's guess for species ``zs``."""
+    max_atoms = bundle["cfg"].max_atoms
+    x, m = encode(zs, bundle["std"], max_atoms)
+    d = predict_distances(
+        bundle["model"],
+        Arrays(x[None], m[None], np.zeros((1, max_atoms, max_atoms), np.float32)),
+        bundle["bins"],
+    )[0]
+    return d[: len(zs), : len(zs)], bundle["lattice"].predict(zs)
+
+
+def _ranked(
+    relaxed: list[tuple[Structure, float]], cands: list[tuple[Structure, float]], top_k: int
+) -> list[dict[str, Any]]:
+    """Candidates by relaxed energy per atom, GA fitness breaking ties."""
+    order = sorted(range(len(relaxed)), key=lambda i: (relaxed[i][1], cands[i][1]))
+    return [
+        {"structure": relaxed[i][0], "energy_per_atom": relaxed[i][1], "ga_fitness": cands[i][1]}
+        for i in order[:top_k]
+    ]
 
 
 def predict(
@@ -149,37 +182,30 @@ def predict(
     max_atoms = bundle["cfg"].max_atoms
     if not zs or len(zs) > max_atoms:
         raise CSPDataError(f"{formula}: {len(zs)} atoms in the cell; the model handles 1..{max_atoms}")
-    x, m = encode(zs, bundle["std"], max_atoms)
-    d = predict_distances(
-        bundle["model"],
-        Arrays(x[None], m[None], np.zeros((1, max_atoms, max_atoms), np.float32)),
-        bundle["bins"],
-    )[0]
-    d = d[: len(zs), : len(zs)]
-    guess: LatticeGuess = bundle["lattice"].predict(zs)
+    d, guess = predicted_geometry(bundle, zs)
     lat = lattice or lattice_for(zs, guess)
     cands = ga_candidates(zs, lat, d, ga or GAConfig(), runs, n_actors=ga_actors, seed=seed)
     structs = [s for s, _ in cands]
     relaxed = relaxer.relax(structs, relax_steps) if relaxer else [(s, float("nan")) for s in structs]
-    order = sorted(range(len(relaxed)), key=lambda i: (relaxed[i][1], cands[i][1]))
-    ranked = [
-        {"structure": relaxed[i][0], "energy_per_atom": relaxed[i][1], "ga_fitness": cands[i][1]}
-        for i in order[:top_k]
-    ]
+    ranked = _ranked(relaxed, cands, top_k)
     return {"formula": formula, "species": zs, "distances": d, "lattice": guess, "candidates": ranked}
+
+
+def random_structures(zs: list[int], guess: LatticeGuess, budget: int, seed: int = 0) -> list[Structure]:
+    """The random-search baseline's ``budget`` structures (pyxtal symmetric every other one)."""
+    from crystalspace.csp.ga import random_structure
+
+    lat = lattice_for(zs, guess)
+    return [
+        random_structure(zs, lat, seed + i, guess.spacegroup if i % 2 == 0 else None) for i in range(budget)
+    ]
 
 
 def random_search(
     zs: list[int], guess: LatticeGuess, relaxer: Relaxer, budget: int, relax_steps: int, seed: int = 0
 ) -> list[tuple[Structure, float]]:
-    """Baseline: ``budget`` random (pyxtal symmetric when possible) structures, same relaxation, ranked."""
-    from crystalspace.csp.ga import random_structure
-
-    lat = lattice_for(zs, guess)
-    structs = [
-        random_structure(zs, lat, seed + i, guess.spacegroup if i % 2 == 0 else None) for i in range(budget)
-    ]
-    return sorted(relaxer.relax(structs, relax_steps), key=lambda t: t[1])
+    """Baseline: ``budget`` random structures, same relaxation, ranked by energy."""
+    return sorted(relaxer.relax(random_structures(zs, guess, budget, seed), relax_steps), key=lambda t: t[1])
 
 
 def score_candidates(
@@ -198,48 +224,64 @@ def score_candidates(
 def evaluate_formulas(
     bundle: dict[str, Any], tests: list[Entry], relaxer: Relaxer, cfg: CSPConfig
 ) -> list[dict[str, Any]]:
-    """Per test structure: CSP (ours) and random-search baseline with equal budget and relaxation."""
-    from crystalspace.runtime import Progress
+    """Per test structure: CSP (ours) and random-search baseline with equal budget and relaxation.
 
+    All formulas go together: one pool of GA actors runs every formula's GA runs, and one
+    relaxation call takes the true structures, the GA candidates and the random baseline, so a
+    Ray cluster stays busy instead of waiting on one formula at a time.
+    """
+    import ray
+
+    n = cfg.ga_runs
+    zss = [species_of(e.structure) for e in tests]
+    geo = [predicted_geometry(bundle, zs) for zs in zss]
+    jobs = [
+        (zs, lattice_for(zs, g), d, cfg.ga, i) for zs, (d, g) in zip(zss, geo, strict=True) for i in range(n)
+    ]
+    print(
+        f"csp evaluate: {len(jobs)} GA runs for {len(tests)} formulas on {cfg.ga_actors} actors", flush=True
+    )
+    ga = run_ga_jobs(jobs, cfg.ga_actors)
+    rand = [s for zs, (_, g) in zip(zss, geo, strict=True) for s in random_structures(zs, g, n)]
+    batch = [e.structure for e in tests] + [s for s, _ in ga] + rand
+    print(f"csp evaluate: relaxing {len(batch)} structures ({cfg.relax_steps} steps each)", flush=True)
+    relaxed = relaxer.relax(batch, cfg.relax_steps)
+    t = len(tests)
+    score = ray.remote(num_cpus=1)(
+        score_candidates
+    )  # StructureMatcher is slow: one task per formula and method
+    futs = []
+    for k, e in enumerate(tests):
+        e_true = relaxed[k][1]
+        ranked = _ranked(relaxed[t + k * n : t + (k + 1) * n], ga[k * n : (k + 1) * n], cfg.top_k)
+        rnd = sorted(relaxed[t + t * n + k * n : t + t * n + (k + 1) * n], key=lambda r: r[1])[: cfg.top_k]
+        futs.append(
+            (
+                score.remote(
+                    [c["structure"] for c in ranked],
+                    [c["energy_per_atom"] for c in ranked],
+                    e.structure,
+                    e_true,
+                ),
+                score.remote([s for s, _ in rnd], [x for _, x in rnd], e.structure, e_true),
+            )
+        )
     rows = []
-    prog = Progress(len(tests), "csp evaluate", unit="formulas")
-    for e in tests:
-        e_true = relaxer.relax([e.structure], cfg.relax_steps)[0][1]
-        res = predict(
-            bundle,
-            e.formula,
-            relaxer,
-            cfg.top_k,
-            cfg.ga_runs,
-            cfg.ga,
-            cfg.relax_steps,
-            true_structure=e.structure,
-            ga_actors=cfg.ga_actors,
-        )
-        cands = res["candidates"]
-        ours = score_candidates(
-            [c["structure"] for c in cands], [c["energy_per_atom"] for c in cands], e.structure, e_true
-        )
-        true_d = e.structure.distance_matrix
+    for k, (e, (f_ours, f_rand)) in enumerate(zip(tests, futs, strict=True)):
+        ours, base = ray.get([f_ours, f_rand])
         iu = np.triu_indices(len(e.structure), 1)
-        dm_rmse = float(np.sqrt(np.mean((res["distances"][iu] - true_d[iu]) ** 2))) if len(iu[0]) else 0.0
-        rnd = random_search(res["species"], res["lattice"], relaxer, cfg.ga_runs, cfg.relax_steps)[
-            : cfg.top_k
-        ]
-        base = score_candidates([s for s, _ in rnd], [x for _, x in rnd], e.structure, e_true)
+        err = geo[k][0][iu] - e.structure.distance_matrix[iu]
         rows.append(
             {
                 "formula": e.formula,
                 "material_id": e.material_id,
                 "n_elements": e.n_elements,
                 "n_atoms": len(e.structure),
-                "dm_rmse": dm_rmse,
-                **{f"csp_{k}": v for k, v in ours.items()},
-                **{f"rand_{k}": v for k, v in base.items()},
+                "dm_rmse": float(np.sqrt(np.mean(err**2))) if len(iu[0]) else 0.0,
+                **{f"csp_{key}": v for key, v in ours.items()},
+                **{f"rand_{key}": v for key, v in base.items()},
             }
         )
-        prog.advance(1)
-    prog.close()
     return rows
 
 

@@ -67,14 +67,25 @@ class RelaxPool:
         self.actors: list[Any] = [actor.remote(fmax=fmax) for _ in range(n_actors)]
 
     def _spread(self, method: str, structures: list[Structure], *args: int) -> list[Any]:
-        import ray
+        """Small chunks handed to whichever actor is free (uneven relaxations balance out), in order."""
+        from ray.util import ActorPool
 
-        chunks = [structures[i :: len(self.actors)] for i in range(len(self.actors))]
-        futs = [getattr(a, method).remote(c, *args) for a, c in zip(self.actors, chunks, strict=True) if c]
-        parts = ray.get(futs)
-        out: list[Any] = [None] * len(structures)
-        for k, part in enumerate(parts):
-            out[k :: len(self.actors)] = part
+        from crystalspace.runtime import Progress
+
+        size = max(1, -(-len(structures) // (4 * len(self.actors))))
+        chunks = [structures[i : i + size] for i in range(0, len(structures), size)]
+        prog = (
+            Progress(len(chunks), f"chgnet {method}", unit="structures", step="chunks")
+            if len(chunks) > len(self.actors)
+            else None
+        )
+        out: list[Any] = []
+        for part in ActorPool(self.actors).map(lambda a, c: getattr(a, method).remote(c, *args), chunks):
+            out.extend(part)
+            if prog:
+                prog.advance(len(part))
+        if prog:
+            prog.close()
         return out
 
     def relax(self, structures: list[Structure], steps: int) -> list[tuple[Structure, float]]:

@@ -124,7 +124,7 @@ def build_vo_dataset(
     pending = [task.remote(d, filt) for d in docs]
     rows: list[dict[str, Any]] = []
     kept_sources = 0
-    with progress(len(pending), "VO dataset", unit="sources") as bar:
+    with progress(len(pending), "VO dataset", unit="sources", step="sources") as bar:
         while pending:
             done, pending = ray.wait(pending, num_returns=min(len(pending), 64), timeout=5.0)
             for ref in done:

@@ -166,7 +166,12 @@ def _wait_with_progress(
     from crystalspace.runtime import Progress
 
     per_actor = max(1, -(-protocol.n_steps // protocol.checkpoint_every))
-    bar = Progress(per_actor * len(calls), f"md: {n_replicas} replicas, {len(calls)} actors", unit="steps")
+    bar = Progress(
+        per_actor * len(calls),
+        f"md: {n_replicas} replicas, {len(calls)} actors",
+        unit="steps",
+        step="checkpoints",
+    )
     seen: dict[str, int] = {}
     pending = list(calls)
     results: dict[int, Any] = {}

@@ -42,7 +42,7 @@ def evaluate_models(
     out.mkdir(parents=True, exist_ok=True)
     results: list[dict[str, Any]] = []
     parity: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {m: {} for m in materials}
-    with progress(len(entries) * len(materials), "evaluate", unit="frames") as bar:
+    with progress(len(entries) * len(materials), "evaluate", unit="frames", step="chunks") as bar:
         for ref in entries:
             entry = load_entry(ref, root=registry)
             pot = load_potential(entry.path, device)
