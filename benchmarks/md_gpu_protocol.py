@@ -83,7 +83,8 @@ def main() -> int:
         name = Path(entry).name.split("-")[0]
         done = out / "md" / name / "protocol_run.json"
         if args.reuse and done.exists():
-            summary, times[name] = (lambda d: (d["summary"], d["wall_s"]))(json.loads(done.read_text()))
+            finished = json.loads(done.read_text())
+            summary, times[name] = finished["summary"], finished["wall_s"]
         else:
             t0 = time.perf_counter()
             summary = run_md(structures, temps, args.repeats, out / "md" / name, protocol, provider=str(entry),

@@ -94,7 +94,8 @@ class Progress:
         self.done += 1
         self.amount += amount
         r = self.rate
-        rate = f"{r:,.0f} {self.unit}/s" if r >= 10 else f"{r:.2g} {self.unit}/s"
+        number = f"{r:,.0f}" if r >= 10 else f"{r:.2g}"
+        rate = f"{number} {self.unit}/s"
         if self._bar is not None:
             self._bar.update(self._task, advance=1, rate=rate)
         elif time.perf_counter() - self._last_log > 10 or self.done == self.total:

@@ -14,11 +14,12 @@ D=$R/.device/mlff_data
 REF=$R/tests/data/md_reference/LGPS.parquet,$R/tests/data/md_reference/Li3PS4.parquet,$R/tests/data/md_reference/Li4GeS4.parquet
 T0=$(date +%s)
 el() { echo $(( $(date +%s) - T0 )); }
-pack() {  # name dirs...: one tarball per finished job, small enough to come back
+pack() {  # name dirs...: one tarball per finished job, small enough to come back (16 MiB per file)
   local n=$1; shift
-  (cd $W && tar -czf done/$n.tar.gz --exclude=ray --exclude='*checkpoint*' --exclude=weights.pt --exclude='*-a[0-9]-*.parquet' --exclude='*.pkl' "$@" logs/$n.* 2>/dev/null)
-  if [ $(stat -c %s $W/done/$n.tar.gz) -gt 15000000 ]; then
-    (cd $W && tar -czf done/$n.tar.gz --exclude=ray --exclude='*checkpoint*' --exclude=weights.pt --exclude='*.parquet' --exclude='*.pkl' --exclude='*.cif' "$@" logs/$n.* 2>/dev/null)
+  local skip=(--exclude=ray --exclude='*checkpoint*' --exclude=weights.pt --exclude='*.pkl')
+  (cd $W && tar -czf done/$n.tar.gz "${skip[@]}" --exclude='*-a[0-9]-*.parquet' "$@" logs/$n.* 2>/dev/null)
+  if [ $(stat -c %s $W/done/$n.tar.gz) -gt 15000000 ]; then  # too big: drop all tables and CIFs
+    (cd $W && tar -czf done/$n.tar.gz "${skip[@]}" --exclude='*.parquet' --exclude='*.cif' "$@" logs/$n.* 2>/dev/null)
   fi
 }
 job() {  # name cmd...: run, log, time

@@ -201,13 +201,6 @@ def random_structures(zs: list[int], guess: LatticeGuess, budget: int, seed: int
     ]
 
 
-def random_search(
-    zs: list[int], guess: LatticeGuess, relaxer: Relaxer, budget: int, relax_steps: int, seed: int = 0
-) -> list[tuple[Structure, float]]:
-    """Baseline: ``budget`` random structures, same relaxation, ranked by energy."""
-    return sorted(relaxer.relax(random_structures(zs, guess, budget, seed), relax_steps), key=lambda t: t[1])
-
-
 def score_candidates(
     cands: list[Structure], energies: list[float], true: Structure, e_true: float
 ) -> dict[str, float]:
@@ -247,14 +240,15 @@ def evaluate_formulas(
     print(f"csp evaluate: relaxing {len(batch)} structures ({cfg.relax_steps} steps each)", flush=True)
     relaxed = relaxer.relax(batch, cfg.relax_steps)
     t = len(tests)
-    score = ray.remote(num_cpus=1)(
-        score_candidates
-    )  # StructureMatcher is slow: one task per formula and method
+    true_rel, ga_rel, rand_rel = relaxed[:t], relaxed[t : t + t * n], relaxed[t + t * n :]
+    # StructureMatcher is slow: one Ray task per formula and method
+    score = ray.remote(num_cpus=1)(score_candidates)
     futs = []
     for k, e in enumerate(tests):
-        e_true = relaxed[k][1]
-        ranked = _ranked(relaxed[t + k * n : t + (k + 1) * n], ga[k * n : (k + 1) * n], cfg.top_k)
-        rnd = sorted(relaxed[t + t * n + k * n : t + t * n + (k + 1) * n], key=lambda r: r[1])[: cfg.top_k]
+        mine = slice(k * n, (k + 1) * n)
+        ranked = _ranked(ga_rel[mine], ga[mine], cfg.top_k)
+        rnd = sorted(rand_rel[mine], key=lambda r: r[1])[: cfg.top_k]
+        e_true = true_rel[k][1]
         futs.append(
             (
                 score.remote(
