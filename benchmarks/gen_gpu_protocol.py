@@ -20,6 +20,7 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 FULL = {
     "cell_grid": 32,
@@ -74,6 +75,9 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="tiny CPU run")
     ap.add_argument("--source", default=None, help="MP binaries JSON lines")
     ap.add_argument("--num-cpus", type=int, default=None)
+    ap.add_argument(
+        "--set", default="{}", help='JSON overrides, e.g. \'{"relax_max": 10, "train": {"epochs_vae": 80}}\''
+    )
     args = ap.parse_args()
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -89,6 +93,9 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     values = dict(QUICK if args.quick else FULL)
+    overrides = json.loads(args.set)
+    values["train"] = {**values["train"], **overrides.pop("train", {})}
+    values.update(overrides)
     values.update(data_dir=str(out / "data"), model_dir=str(out / "model"), out_dir=str(out / "eval"))
     if args.source:
         values["source"] = args.source
@@ -98,21 +105,24 @@ def main() -> None:
     assert Path(MP_VO_SOURCE).exists(), MP_VO_SOURCE
     init_ray(num_cpus=args.num_cpus or (2 if args.quick else os.cpu_count()))
     times: dict[str, float] = {}
-    t = time.perf_counter()
-    data = pipeline.build_data(cfg)
-    times["dataset + CHGNet labels"] = time.perf_counter() - t
-    t = time.perf_counter()
-    final = pipeline.train(cfg)
-    times["training (Ray Train)"] = time.perf_counter() - t
-    t = time.perf_counter()
-    pipeline.evaluate(cfg)
-    times["evaluation"] = time.perf_counter() - t
+
+    def timed(step: str, fn: Any) -> Any:
+        t = time.perf_counter()
+        result = fn(cfg)
+        times[step] = time.perf_counter() - t
+        print(f"{step}: {times[step]:.0f} s", flush=True)
+        return result
+
+    data = timed("dataset + CHGNet labels", pipeline.build_data)
+    final = timed("training (Ray Train)", pipeline.train)
+    timed("evaluation", pipeline.evaluate)
     lines = [
         f"## iMatGen protocol ({'quick CPU' if args.quick else 'GPU'} run, {torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'CPU'})",
         "",
         f"VO dataset: {data['structures']:,} structures from {data['sources_kept']:,} of {data['sources']:,} MP binaries "
         f"(study: 10,981 from 7,472); stable (E_f ≤ 0.5 eV/atom, CHGNet): {data.get('stable', 'n/a')}.",
         f"Training: {json.dumps(final)}",
+        f"Settings: {json.dumps({k: v for k, v in values.items() if not k.endswith('_dir')})}",
         "",
         (out / "eval" / "report.md").read_text(),
         "| step | seconds |",

@@ -129,6 +129,19 @@ def test_report_on_reference_seeds(reference, tmp_path):
     assert cond.neg_log10_sigma_300K.notna().all()
 
 
+def test_report_stop_marks_only_its_own_material(reference, tmp_path):
+    """A replica stopped for atom fusion makes its own material unstable, not the model's others."""
+    small = reference[
+        reference.material.isin(["Li3PS4", "Li4GeS4"]) & reference.temperature_K.isin([1000, 1200])
+    ]
+    ref, models = seed_split(small)
+    fused = {"material": "Li3PS4", "temperature_K": 1200.0, "reason": "atom_fusion (d_min 0.52 Å)"}
+    models[0].info["stopped"] = [fused]
+    errors = build_report(ref, models[:1], tmp_path, rdf_frames=10, rdf_reference=ref[ref.run == 0])["errors"]
+    verdicts = dict(zip(errors.material, zip(errors.verdict, errors.failure_mode, strict=True), strict=True))
+    assert verdicts == {"Li3PS4": ("unstable", "atom fusion"), "Li4GeS4": ("stable", "")}
+
+
 def test_cli_analyze_and_errors(tmp_path):
     data = REF if (REF / "Li4GeS4.parquet").is_file() else SUBSET
     runner = CliRunner()

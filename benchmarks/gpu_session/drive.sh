@@ -5,9 +5,11 @@
 # (site.tar.xz, mlff_data/, shared/). First call:
 #   mkdir -p /tmp/site && tar -xJf .device/site.tar.xz -C /tmp/site && \
 #     (setsid nohup bash benchmarks/gpu_session/drive.sh >/tmp/drive.log 2>&1 </dev/null &); bash benchmarks/gpu_session/collect.sh 530
+# Arguments pick the jobs (default all): gen csp md tune speed, e.g. `drive.sh gen csp md`.
 # Later calls, sent within the machine's 30 s idle release:  bash benchmarks/gpu_session/collect.sh 540
 # Lesson: each job's results leave the machine only once packed; pack early, keep the MD per model.
 set -u
+JOBS=" ${*:-gen csp md tune speed} "
 R=$PWD; W=/tmp/w; mkdir -p $W/logs $W/done
 export PYTHONPATH=/tmp/site:$R RAY_AUTH_MODE=disabled RAY_USAGE_STATS_ENABLED=0 PYTHONUNBUFFERED=1 CRYSTALSPACE_DATA=$R/.device/shared OMP_NUM_THREADS=2
 D=$R/.device/mlff_data
@@ -26,42 +28,44 @@ job() {  # name cmd...: run, log, time
   local n=$1; shift
   echo "start $(el)" > $W/logs/$n.time
   "$@" > $W/logs/$n.log 2>&1
-  echo "end $(el) rc=$?" >> $W/logs/$n.time
+  local rc=$?
+  echo "end $(el) rc=$rc" >> $W/logs/$n.time
 }
 (while true; do echo "$(el) $(nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader) load $(cut -d' ' -f1 /proc/loadavg)" >> $W/logs/monitor.txt; sleep 20; done) &
 MON=$!
 
-( job gen python benchmarks/gen_gpu_protocol.py --out $W/gen --num-cpus 5; pack gen gen ) &
-G=$!
-( job csp python benchmarks/csp_gpu_protocol.py --out $W/csp --cpus 7 --tables 3 --ga-runs 20 --relax-steps 30 --per-arity 10; pack csp csp ) &
-C=$!
-(
-  for m in schnet dimenetpp nequip; do
-    job train_$m python benchmarks/mlff_gpu_protocol.py --data $D --out $W/mlff_$m --models $m --budget 150 --no-eval &
-  done
-  wait
-  for m in schnet dimenetpp nequip; do
-    ( job md_$m python benchmarks/md_gpu_protocol.py --models $W/mlff_$m/registry/$m-lgps-v1 --structures $D \
-      --reference $REF --temperatures 800,1000,1200 --repeats 2 --ramp-ps 0.5 --production-ps 3 --out $W/md_$m
-      pack md_$m md_$m/report md_$m/md_protocol.md mlff_$m ) &
-  done
-  wait
-  mkdir -p $W/md/md && for m in schnet dimenetpp nequip; do ln -sfn $W/md_$m/md/$m $W/md/md/$m; done
-  job md_report python benchmarks/md_gpu_protocol.py --reuse --models $W/mlff_schnet/registry/schnet-lgps-v1,$W/mlff_nequip/registry/nequip-lgps-v1,$W/mlff_dimenetpp/registry/dimenetpp-lgps-v1 \
-      --structures $D --labelled $D --reference $REF --temperatures 800,1000,1200 --repeats 2 --ramp-ps 0.5 --production-ps 3 --out $W/md
-  pack md_report md/report md/md_protocol.md logs/train_*
-) &
-M=$!
-( sleep 200; job tune python benchmarks/mlff_tune_gpu.py --data $D --out $W/tune; pack tune tune ) &
-U=$!
+want() { [[ " $JOBS " == *" $1 "* ]]; }
+G=; C=; M=; U=
+want gen && { ( job gen python benchmarks/gen_gpu_protocol.py --out $W/gen --num-cpus 5; pack gen gen/eval gen/RESULTS_gen.md ) & G=$!; }
+want csp && { ( job csp python benchmarks/csp_gpu_protocol.py --out $W/csp --cpus 7 --tables 3 --ga-runs 20 --relax-steps 30 --per-arity 10; pack csp csp ) & C=$!; }
+if want md; then
+  (
+    for m in schnet dimenetpp nequip; do  # each model's MD starts as soon as its training is done
+      actors=1; [ $m = dimenetpp ] && actors=3  # DimeNet++ steps slowest: more actors keep the GPU busy
+      ( job train_$m python benchmarks/mlff_gpu_protocol.py --data $D --out $W/mlff_$m --models $m --budget 150 --no-eval
+        job md_$m python benchmarks/md_gpu_protocol.py --models $W/mlff_$m/registry/$m-lgps-v1 --structures $D \
+          --reference $REF --temperatures 800,1000,1200 --repeats 2 --ramp-ps 0.5 --production-ps 3 --actors $actors --out $W/md_$m
+        pack md_$m md_$m/report md_$m/md_protocol.md md_$m/md/$m/summary.json mlff_$m logs/train_$m.* ) &
+    done
+    wait
+    mkdir -p $W/md/md && for m in schnet dimenetpp nequip; do ln -sfn $W/md_$m/md/$m $W/md/md/$m; done
+    job md_report python benchmarks/md_gpu_protocol.py --reuse --models $W/mlff_schnet/registry/schnet-lgps-v1,$W/mlff_nequip/registry/nequip-lgps-v1,$W/mlff_dimenetpp/registry/dimenetpp-lgps-v1 \
+        --structures $D --labelled $D --reference $REF --temperatures 800,1000,1200 --repeats 2 --ramp-ps 0.5 --production-ps 3 --out $W/md
+    pack md_report md/report md/md_protocol.md logs/train_*
+  ) & M=$!
+fi
+want tune && { ( sleep 200; job tune python benchmarks/mlff_tune_gpu.py --data $D --out $W/tune; pack tune tune ) & U=$!; }
 # speed benchmarks alone once the protocols are done (at the latest 14 min in)
-while [ $(el) -lt 840 ] && { kill -0 $G || kill -0 $C || kill -0 $M || kill -0 $U; } 2>/dev/null; do sleep 5; done
-echo "speed benchmarks start at $(el); still running: $(for p in $G $C $M $U; do kill -0 $p 2>/dev/null && echo -n "$p "; done)" >> $W/logs/monitor.txt
-job throughput python benchmarks/bench_mlff_throughput.py --data $D --out $W/throughput --no-scaling
-pack throughput throughput
-job mdspeed python benchmarks/bench_md_speed.py --paths new --replicas 1,8,64,256 --budget 2 --out $W/mdspeed
-pack mdspeed mdspeed
-wait $G $C $M $U
+running() { for p in $G $C $M $U; do kill -0 $p 2>/dev/null && echo -n "$p "; done; }
+if want speed; then
+  while [ $(el) -lt 840 ] && [ -n "$(running)" ]; do sleep 5; done
+  echo "speed benchmarks start at $(el); still running: $(running)" >> $W/logs/monitor.txt
+  job throughput python benchmarks/bench_mlff_throughput.py --data $D --out $W/throughput --no-scaling
+  pack throughput throughput
+  job mdspeed python benchmarks/bench_md_speed.py --paths new --replicas 1,8,64,256 --budget 2 --out $W/mdspeed
+  pack mdspeed mdspeed
+fi
+for p in $G $C $M $U; do wait $p; done
 kill $MON
 echo "all done $(el)" >> $W/logs/monitor.txt
 touch $W/ALLDONE

@@ -44,7 +44,11 @@ def load_model(name: str, paths: Sequence[str | os.PathLike[str]]) -> ModelRun:
         if (base / "summary.json").is_file():
             summary = json.loads((base / "summary.json").read_text())
             info.setdefault("ns_per_day", summary.get("ns_per_day"))
-            info["stopped"] = [r.get("reason") for r in summary.get("replicas", []) if r.get("reason")]
+            info["stopped"] = [
+                {k: r.get(k) for k in ("material", "temperature_K", "reason")}
+                for r in summary.get("replicas", [])
+                if r.get("reason")
+            ]
     return ModelRun(name, an.load_trajectories(list(paths)), info)
 
 
@@ -140,7 +144,9 @@ def build_report(
                     an.frames_rdf(ref_t, max_frames=rdf_frames),
                     an.frames_rdf(mod_t, max_frames=rdf_frames),
                 )
-                verdict, mode, mae = an.stability_verdict(r_mod, r_ref, stopped_reasons=info.get("stopped"))
+                stops = [s["reason"] for s in info.get("stopped", [])
+                         if s["material"] == mat and float(s["temperature_K"]) == float(temp)]  # fmt: skip
+                verdict, mode, mae = an.stability_verdict(r_mod, r_ref, stopped_reasons=stops)
                 maes.append(mae)
                 verdicts.append(verdict)
                 modes.append(mode)
