@@ -6,7 +6,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -115,3 +115,26 @@ def progress(total: int, label: str, unit: str = "rows", step: str = "shards") -
         yield bar
     finally:
         bar.close()
+
+
+def map_actors(
+    actors: list[Any],
+    submit: Callable[[Any, Any], Any],
+    items: Sequence[Any],
+    label: str,
+    unit: str,
+    step: str,
+) -> Iterator[Any]:
+    """``ActorPool.map`` (results in order, each item to whichever actor is free) with progress
+    over the items when there are more of them than actors; ``len(result)`` counts its ``unit``s,
+    or 1 when the result has no length."""
+    from ray.util import ActorPool
+
+    results = ActorPool(actors).map(submit, list(items))
+    if len(items) <= len(actors):
+        yield from results
+        return
+    with progress(len(items), label, unit, step) as bar:
+        for result in results:
+            bar.advance(len(result) if isinstance(result, list) else 1)
+            yield result

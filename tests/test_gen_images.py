@@ -91,3 +91,23 @@ def test_errors_are_clear():
         encode_structure(s, spec)
     with pytest.raises(ImageError, match="fewer than 6"):
         decode_cell(np.zeros((32, 32, 32)))
+
+
+def test_decode_many_in_ray_tasks_keeps_order_and_marks_failures(ray_session, monkeypatch):
+    from crystalspace.gen import sample
+
+    monkeypatch.setattr(sample, "DECODE_CHUNK", 4)  # 10 images → 3 Ray tasks
+    spec = ImageSpec()
+    structures = _vo_structures(10)
+    imgs = [encode_structure(s, spec) for s in structures]
+    cells = np.stack([i["cell"] for i in imgs])
+    bases = np.stack([i["basis"] for i in imgs])
+    cells[3] = 0.0  # an undecodable cell image
+    decoded = sample.decode_many(cells, bases, spec)
+    assert len(decoded) == 10
+    assert decoded[3] is None
+    for k, (s, dec) in enumerate(zip(structures, decoded, strict=True)):
+        if k != 3:
+            assert dec is not None
+            assert dec.composition == s.composition
+            assert cell_errors(s.lattice, dec.lattice).max() < 1e-6

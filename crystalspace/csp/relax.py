@@ -57,36 +57,26 @@ class CHGNetRelaxer:
 class RelaxPool:
     """A :class:`Relaxer` spreading work over Ray actors, each holding its own CHGNet (one core each)."""
 
-    def __init__(self, n_actors: int = 2, fmax: float = 0.1) -> None:
+    def __init__(self, n_actors: int = 2, fmax: float = 0.1, gpus: float = 0.0) -> None:
+        """``gpus`` > 0: the actors share that many GPUs (CHGNet on CUDA instead of one core each)."""
         import ray
 
         from crystalspace.runtime import init_ray
 
         init_ray()
-        actor = ray.remote(num_cpus=1)(CHGNetRelaxer)
-        self.actors: list[Any] = [actor.remote(fmax=fmax) for _ in range(n_actors)]
+        actor = ray.remote(num_cpus=1, num_gpus=gpus / n_actors)(CHGNetRelaxer)
+        device = "cuda" if gpus > 0 else "cpu"
+        self.actors: list[Any] = [actor.remote(fmax=fmax, device=device) for _ in range(n_actors)]
 
     def _spread(self, method: str, structures: list[Structure], *args: int) -> list[Any]:
         """Small chunks handed to whichever actor is free (uneven relaxations balance out), in order."""
-        from ray.util import ActorPool
-
-        from crystalspace.runtime import Progress
+        from crystalspace.runtime import map_actors
 
         size = max(1, -(-len(structures) // (4 * len(self.actors))))
         chunks = [structures[i : i + size] for i in range(0, len(structures), size)]
-        prog = (
-            Progress(len(chunks), f"chgnet {method}", unit="structures", step="chunks")
-            if len(chunks) > len(self.actors)
-            else None
-        )
-        out: list[Any] = []
-        for part in ActorPool(self.actors).map(lambda a, c: getattr(a, method).remote(c, *args), chunks):
-            out.extend(part)
-            if prog:
-                prog.advance(len(part))
-        if prog:
-            prog.close()
-        return out
+        submit = lambda a, c: getattr(a, method).remote(c, *args)  # noqa: E731
+        parts = map_actors(self.actors, submit, chunks, f"chgnet {method}", "structures", "chunks")
+        return [r for part in parts for r in part]
 
     def relax(self, structures: list[Structure], steps: int) -> list[tuple[Structure, float]]:
         return self._spread("relax", structures, steps)

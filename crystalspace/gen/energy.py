@@ -53,6 +53,7 @@ class CHGNetModel:
 
         self.model = CHGNet.load(use_device=device, verbose=False)
         self.device, self.batch_size = device, batch_size
+        self._optimizer: Any = None
 
     def energies(self, structures: Sequence[Structure]) -> np.ndarray:
         if not structures:
@@ -66,11 +67,12 @@ class CHGNetModel:
 
         from chgnet.model import StructOptimizer
 
-        opt = StructOptimizer(model=self.model, use_device=self.device)
+        if self._optimizer is None:  # once: it announces its device on every construction
+            self._optimizer = StructOptimizer(model=self.model, use_device=self.device)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            res = opt.relax(structure, fmax=fmax, steps=steps, relax_cell=True, verbose=False)
-        final: Structure = res["final_structure"]  # type: ignore[assignment]
+            res = self._optimizer.relax(structure, fmax=fmax, steps=steps, relax_cell=True, verbose=False)
+        final: Structure = res["final_structure"]
         traj: Any = res["trajectory"]
         e = float(traj.energies[-1]) / len(final)
         return final, e, len(traj.energies)

@@ -72,10 +72,11 @@ def reconstruction(
     (cell within 0.1 Å and 2°, same atom counts, every site within 0.5 Å of its match)."""
     import torch
 
-    from crystalspace.gen.images import ImageError, cell_errors, decode_structure, match_sites
+    from crystalspace.gen.images import cell_errors, match_sites
     from crystalspace.gen.learn import images, structure_tensors
+    from crystalspace.gen.sample import decode_many
 
-    cell_err, pos_err, full, count_ok = [], [], 0, 0
+    cell_imgs, basis_imgs = [], []
     for i in range(0, len(structures), batch):
         chunk = structures[i : i + batch]
         if through_model:
@@ -87,20 +88,26 @@ def reconstruction(
             }
             c, b = images(arr, torch.arange(len(chunk)), gen.spec, "cpu")
             cells, bases = c[:, 0].numpy(), b.numpy()
-        for s, c, b in zip(chunk, cells, bases, strict=True):
-            try:
-                dec, _ = decode_structure(c, b, gen.spec, refine=refine)
-            except (ImageError, ValueError, np.linalg.LinAlgError):
-                cell_err.append(np.full(6, np.nan))
-                continue
-            ce = cell_errors(s.lattice, dec.lattice)
-            cell_err.append(ce)
-            d = match_sites(s, dec)
-            if d is None:
-                continue
-            count_ok += 1
-            pos_err.append(d)
-            full += bool(ce[:3].max() <= 0.1 and ce[3:].max() <= 2.0 and d.max() <= 0.5)
+        cell_imgs.append(cells)
+        basis_imgs.append(bases)
+    decoded = (
+        decode_many(np.concatenate(cell_imgs), np.concatenate(basis_imgs), gen.spec, refine=refine)
+        if structures
+        else []
+    )
+    cell_err, pos_err, full, count_ok = [], [], 0, 0
+    for s, dec in zip(structures, decoded, strict=True):
+        if dec is None:
+            cell_err.append(np.full(6, np.nan))
+            continue
+        ce = cell_errors(s.lattice, dec.lattice)
+        cell_err.append(ce)
+        d = match_sites(s, dec)
+        if d is None:
+            continue
+        count_ok += 1
+        pos_err.append(d)
+        full += bool(ce[:3].max() <= 0.1 and ce[3:].max() <= 2.0 and d.max() <= 0.5)
     ce_arr = np.array(cell_err)
     rmse = np.sqrt(np.nanmean(ce_arr**2, axis=0)) if len(ce_arr) else np.full(6, np.nan)
     pe = np.concatenate(pos_err) if pos_err else np.array([np.nan])
@@ -167,30 +174,36 @@ def hull_energies(
     from pymatgen.core import Composition
 
     from crystalspace.gen.energy import formation_energy
+    from crystalspace.runtime import progress
 
     calls = 0
     entries = [PDEntry(Composition(el), e) for el, e in refs.items()]
-    for _, s in known:
-        _, e, c = model.relax(s, steps=steps)
-        calls += c
-        entries.append(PDEntry(s.composition, e * len(s)))
-    pd = PhaseDiagram(entries)
     rows = []
-    for s in candidates:
-        final, e, c = model.relax(s, steps=steps)
-        calls += c
-        entry = PDEntry(final.composition, e * len(final))
-        _, ehull = pd.get_decomp_and_e_above_hull(entry, allow_negative=True)
-        comp = final.composition.get_el_amt_dict()
-        rows.append(
-            {
-                "formula": final.composition.reduced_formula,
-                "e_per_atom": e,
-                "e_form": formation_energy(comp, e, refs),
-                "e_hull": float(ehull or 0.0),
-                "structure": final,
-            }
-        )
+    with progress(
+        len(known) + len(candidates), "E_hull relaxations", unit="structures", step="structures"
+    ) as bar:
+        for _, s in known:
+            _, e, c = model.relax(s, steps=steps)
+            calls += c
+            entries.append(PDEntry(s.composition, e * len(s)))
+            bar.advance(1)
+        pd = PhaseDiagram(entries)
+        for s in candidates:
+            final, e, c = model.relax(s, steps=steps)
+            calls += c
+            entry = PDEntry(final.composition, e * len(final))
+            _, ehull = pd.get_decomp_and_e_above_hull(entry, allow_negative=True)
+            comp = final.composition.get_el_amt_dict()
+            rows.append(
+                {
+                    "formula": final.composition.reduced_formula,
+                    "e_per_atom": e,
+                    "e_form": formation_energy(comp, e, refs),
+                    "e_hull": float(ehull or 0.0),
+                    "structure": final,
+                }
+            )
+            bar.advance(1)
     return rows, calls
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -69,11 +69,20 @@ def train(cfg: GenConfig) -> dict[str, Any]:
     return train_generator(cfg.data_dir, cfg.model_dir, train_settings(cfg))
 
 
-def _context(
-    cfg: GenConfig,
-) -> tuple[
-    Generator, dict[str, list[tuple[str, Structure]]], set[str], set[str], dict[tuple[str, str], float]
-]:
+@dataclass
+class Context:
+    """What sampling and evaluation share: the trained generator, the dataset and the known V–O materials."""
+
+    gen: Generator
+    structures: list[Structure]  # the VO dataset, in table order
+    refs: dict[str, list[tuple[str, Structure]]]  # reduced formula → (id, structure) known to us or MP
+    mp_formulas: set[str]
+    vo_formulas: set[str]
+    min_dist: dict[tuple[str, str], float]
+
+
+def context(cfg: GenConfig) -> Context:
+    """Load the model, the dataset and the MP V–O structures once (parsing them takes seconds)."""
     import torch
 
     from crystalspace.gen.evaluate import dataset_structures, mp_vo_structures, require_model
@@ -90,20 +99,26 @@ def _context(
     for mid, s in mp:
         refs.setdefault(s.composition.reduced_formula, []).append((mid, s))
     vo_formulas = {s.composition.reduced_formula for s in structures}
-    return gen, refs, mp_vo_formulas(cfg.mp_formulas), vo_formulas, min_distances([s for _, s in mp])
+    return Context(
+        gen, structures, refs, mp_vo_formulas(cfg.mp_formulas), vo_formulas, min_distances([s for _, s in mp])
+    )
 
 
 def sample(
-    cfg: GenConfig, n: int | None = None, method: str | None = None, out: str | None = None
+    cfg: GenConfig,
+    n: int | None = None,
+    method: str | None = None,
+    out: str | None = None,
+    ctx: Context | None = None,
 ) -> dict[str, Any]:
     """Sample, decode, post-process, classify; write CIFs and tables. Returns Table-2 counts."""
     from crystalspace.gen.sample import classify, decode_latents, sample_latents, write_samples
 
-    gen, refs, mp_f, vo_f, min_dist = _context(cfg)
+    ctx = ctx or context(cfg)
     method = method or cfg.method
-    z, prov = sample_latents(gen, n or cfg.n_samples, method, cfg.seed)
-    structures = decode_latents(gen, z, min_dist, cfg.peak_threshold)
-    rows = classify(structures, refs, mp_f, vo_f)
+    z, prov = sample_latents(ctx.gen, n or cfg.n_samples, method, cfg.seed)
+    structures = decode_latents(ctx.gen, z, ctx.min_dist, cfg.peak_threshold)
+    rows = classify(structures, ctx.refs, ctx.mp_formulas, ctx.vo_formulas)
     return write_samples(Path(out or cfg.out_dir) / method, structures, rows, prov, method)
 
 
@@ -118,8 +133,8 @@ def evaluate(cfg: GenConfig, out: str | None = None) -> dict[str, Any]:
 
     d = Path(out or cfg.out_dir)
     d.mkdir(parents=True, exist_ok=True)
-    gen, refs, _mp_f, _vo_f, min_dist = _context(cfg)
-    _table, structures = ev.dataset_structures(cfg.data_dir)
+    ctx = context(cfg)
+    gen, refs, min_dist, structures = ctx.gen, ctx.refs, ctx.min_dist, ctx.structures
     lat = gen.latents
     rng = np.random.default_rng(cfg.seed)
     k = cfg.reconstruct_max
@@ -138,7 +153,7 @@ def evaluate(cfg: GenConfig, out: str | None = None) -> dict[str, Any]:
     report["rediscovery"]["held_out_of_training"] = bool(gen.settings.hold_out_known)
     t2 = {}
     for method in ("slerp", "random"):
-        t2[method] = sample(cfg, cfg.n_samples, method, str(d))
+        t2[method] = sample(cfg, cfg.n_samples, method, str(d), ctx)
     report["table2"] = t2
     # Stability of new structures and the baseline, under the force field.
     model = load_energy_model(cfg.energy_model, cfg.energy_device)
