@@ -155,6 +155,13 @@ def test_cli_analyze_and_errors(tmp_path):
     bad = runner.invoke(app, ["md", "report", "--reference", f"{data}/Li4GeS4.parquet"])
     assert bad.exit_code == 2
     assert "nothing to compare" in bad.output
+    # the name for it: `mlff report` (the study judges force fields by their MD)
+    rep = tmp_path / "report"
+    res = runner.invoke(app, ["mlff", "report", "--reference", f"{SUBSET}/Li4GeS4.parquet", "--split-seeds",
+                              "--rdf-frames", "10", "--out", str(rep)])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    for name in ("models.md", "conductivity.md", "errors.md", "rdf_Li4GeS4.png", "arrhenius.png"):
+        assert (rep / name).stat().st_size > 100, name
 
 
 def test_msd_matches_pymatgen_analysis_diffusion(reference):

@@ -182,3 +182,13 @@ def tune(
         top = result.table.iloc[0]
         print(f"best: trial {top.trial} ({top.status}), objective {top.objective:.4g}; "
               f"train it fully with `crystalspace mlff train --config {result.files['best_config']}`")  # fmt: skip
+
+
+def _register_report() -> None:
+    """``mlff report`` is ``md report``: the study's tables judge the force fields by their MD."""
+    from crystalspace.md.cli import report_cmd
+
+    app.command("report", help=report_cmd.__doc__)(report_cmd)
+
+
+_register_report()
