@@ -141,13 +141,14 @@ def rediscovery(
     rng = np.random.default_rng(seed)
     matcher = StructureMatcher(ltol=0.3, stol=0.5, angle_tol=10)
     mu = gen.encode([s for _, s in known])
+    eps = rng.standard_normal((len(known), n_samples, mu.shape[1]))
+    z = mu[:, None] + radius * eps / np.linalg.norm(eps, axis=2, keepdims=True)
+    decoded = decode_latents(gen, z.reshape(-1, mu.shape[1]), min_dist)  # all materials in one parallel call
     found: list[dict[str, Any]] = []
-    for (mid, ref), m in zip(known, mu, strict=True):
-        eps = rng.standard_normal((n_samples, len(m)))
-        z = m + radius * eps / np.linalg.norm(eps, axis=1, keepdims=True)
+    for k, (mid, ref) in enumerate(known):
         hits = sum(
             1
-            for s in decode_latents(gen, z, min_dist)
+            for s in decoded[k * n_samples : (k + 1) * n_samples]
             if s is not None
             and s.composition.reduced_formula == ref.composition.reduced_formula
             and matcher.fit(s, ref)
