@@ -45,15 +45,20 @@ def busy_node(nodes: list[Any]) -> Any:
 
 
 def kill_when(
-    cluster: Cluster, nodes: list[Any], ready: Callable[[], bool], timeout: float = 240
+    cluster: Cluster,
+    nodes: list[Any],
+    ready: Callable[[], bool],
+    timeout: float = 240,
+    pick: Callable[[list[Any]], Any] = busy_node,
 ) -> dict[str, Any]:
-    """Wait until ``ready()``, then kill a busy worker node without a graceful shutdown."""
+    """Wait until ``ready()``, then kill the node ``pick`` names (a busy worker node by default)
+    without a graceful shutdown."""
     deadline = time.time() + timeout
     while time.time() < deadline and not ready():
         time.sleep(0.05)
     victim = None
     while time.time() < deadline and victim is None:
-        victim = busy_node(nodes)
+        victim = pick(nodes)
         time.sleep(0.05)
     if victim is None:
         return {"killed": None}
@@ -158,7 +163,13 @@ def train_worker_death(out: Path) -> dict[str, Any]:
         lambda: run_training(_train_loop, {"epochs": epochs, "sleep": 1.0, "log": str(log)}, settings)
     )
     reported = log.with_suffix(".reported")
-    kill = kill_when(cluster, nodes, lambda: reported.exists() and int(reported.read_text() or 0) >= 2)
+
+    def worker_node(alive: list[Any]) -> Any:  # the Train worker's own node (another may be busy briefly)
+        node = json.loads(log.read_text().splitlines()[-1])["node"]
+        return next((n for n in alive if n.node_id == node), None)
+
+    kill = kill_when(cluster, nodes, lambda: reported.exists() and int(reported.read_text() or 0) >= 2,
+                     pick=worker_node)  # fmt: skip
     thread.join(timeout=400)
     starts = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
     result: dict[str, Any] = {**kill, "error": box.get("error"), "starts": starts, "epochs": epochs}
