@@ -138,3 +138,19 @@ def map_actors(
         for result in results:
             bar.advance(len(result) if isinstance(result, list) else 1)
             yield result
+
+
+def as_completed(
+    futures: dict[Any, Any], label: str, unit: str, amount: Callable[[Any, Any], int], step: str = "tasks"
+) -> Iterator[tuple[Any, Any]]:
+    """``(key, result)`` of Ray ``futures`` (ref → key) as each finishes, with progress advanced by
+    ``amount(key, result)`` ``unit``s."""
+    import ray
+
+    pending = list(futures)
+    with progress(len(pending), label, unit, step) as bar:
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            key, result = futures[done[0]], ray.get(done[0])
+            bar.advance(amount(key, result))
+            yield key, result

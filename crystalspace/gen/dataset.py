@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from crystalspace.gen.errors import GenError
-from crystalspace.runtime import progress, shared_data
+from crystalspace.runtime import as_completed, progress, shared_data
 
 log = logging.getLogger(__name__)
 
@@ -190,16 +190,11 @@ def label_energies(
     if max_chunks is not None:
         todo = todo[:max_chunks]
     task = ray.remote(num_cpus=1)(_energy_chunk)
-    pending = {task.remote(c, model_name): (i, c) for i, c in todo}
-    with progress(len(pending), "energies", unit="structures") as bar:
-        while pending:
-            done, _ = ray.wait(list(pending), num_returns=1)
-            i, c = pending.pop(done[0])
-            e = ray.get(done[0])
-            _atomic_parquet(
-                pa.table({"id": [r["id"] for r in c], "e_per_atom": e}), parts / f"part-{i:06d}.parquet"
-            )
-            bar.advance(len(c))
+    futures = {task.remote(c, model_name): (i, c) for i, c in todo}
+    for (i, c), e in as_completed(futures, "energies", "structures", lambda ic, _: len(ic[1]), "shards"):
+        _atomic_parquet(
+            pa.table({"id": [r["id"] for r in c], "e_per_atom": e}), parts / f"part-{i:06d}.parquet"
+        )
     have = {i for i, _ in chunks if (parts / f"part-{i:06d}.parquet").exists()}
     counts = {"structures": len(rows), "labelled": sum(len(c) for i, c in chunks if i in have)}
     if len(have) < len(chunks):

@@ -170,24 +170,18 @@ def decode_many(
         return _decode_chunk(cells, bases, spec, threshold, refine, min_dist)
     import ray
 
-    from crystalspace.runtime import init_ray, progress
+    from crystalspace.runtime import as_completed, init_ray
 
     init_ray()
     task = ray.remote(num_cpus=1)(_decode_chunk)
     starts = range(0, len(cells), DECODE_CHUNK)
-    refs = {
+    futures = {
         task.remote(
             cells[i : i + DECODE_CHUNK], bases[i : i + DECODE_CHUNK], spec, threshold, refine, min_dist
         ): i
         for i in starts
     }
-    done: dict[int, list[Structure | None]] = {}
-    with progress(len(refs), "decode", unit="structures", step="chunks") as bar:
-        pending = list(refs)
-        while pending:
-            ready, pending = ray.wait(pending, num_returns=1)
-            done[refs[ready[0]]] = ray.get(ready[0])
-            bar.advance(len(done[refs[ready[0]]]))
+    done = dict(as_completed(futures, "decode", "structures", lambda _, part: len(part), "chunks"))
     return [s for i in starts for s in done[i]]
 
 

@@ -76,7 +76,7 @@ def generate_reference(
     """
     import ray
 
-    from crystalspace.runtime import init_ray, progress
+    from crystalspace.runtime import as_completed, init_ray
 
     for name, atoms in structures.items():
         check_structure(atoms, name=name)
@@ -89,13 +89,8 @@ def generate_reference(
         for r in range(runs)
     }
     collected: dict[str, list[dict[str, Any]]] = {name: [] for name in structures}
-    pending = list(jobs)
-    with progress(len(pending), "reference MD", unit="frames") as bar:
-        while pending:
-            done, pending = ray.wait(pending, num_returns=1)
-            rows = ray.get(done[0])
-            collected[jobs[done[0]]].extend(rows)
-            bar.advance(len(rows))
+    for name, rows in as_completed(jobs, "reference MD", "frames", lambda _, rows: len(rows), "shards"):
+        collected[name].extend(rows)
     paths = {}
     for name, rows in collected.items():
         rows.sort(key=lambda r: (r["temperature_K"], r["run"], r["step"]))
