@@ -36,7 +36,8 @@ MON=$!
 
 want() { [[ " $JOBS " == *" $1 "* ]]; }
 G=; C=; M=; U=
-want gen && { ( job gen python benchmarks/gen_gpu_protocol.py --out $W/gen --num-cpus 5; pack gen gen/eval gen/RESULTS_gen.md ) & G=$!; }
+GEN_SET=${GEN_SET:-'{}'}  # JSON overrides for the generation protocol (its --set)
+want gen && { ( job gen python benchmarks/gen_gpu_protocol.py --out $W/gen --num-cpus ${GEN_CPUS:-5} --set "$GEN_SET"; pack gen gen/eval gen/RESULTS_gen.md ) & G=$!; }
 want csp && { ( job csp python benchmarks/csp_gpu_protocol.py --out $W/csp --cpus 7 --tables 3 --ga-runs 20 --relax-steps 30 --per-arity 10; pack csp csp ) & C=$!; }
 if want md; then
   (
