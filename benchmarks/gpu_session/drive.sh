@@ -37,7 +37,10 @@ MON=$!
 want() { [[ " $JOBS " == *" $1 "* ]]; }
 G=; C=; M=; U=
 GEN_SET=${GEN_SET:-'{}'}  # JSON overrides for the generation protocol (its --set)
-want gen && { ( job gen python benchmarks/gen_gpu_protocol.py --out $W/gen --num-cpus ${GEN_CPUS:-5} --set "$GEN_SET"; pack gen gen/eval gen/RESULTS_gen.md ) & G=$!; }
+want gen && { ( job gen python benchmarks/gen_gpu_protocol.py --out $W/gen --num-cpus ${GEN_CPUS:-5} --set "$GEN_SET"
+  job gen_sample python -c 'from crystalspace.cli import app; app()' gen sample --n 1000 --method slerp \
+    --config pipelines/configs/gen_full.yaml --set data_dir=$W/gen/data --set model_dir=$W/gen/model --set out_dir=$W/gen/accept
+  pack gen gen/eval gen/accept gen/RESULTS_gen.md logs/gen_sample.log logs/gen_sample.time ) & G=$!; }
 want csp && { ( job csp python benchmarks/csp_gpu_protocol.py --out $W/csp --cpus 7 --tables 3 --ga-runs 20 --relax-steps 30 --per-arity 10; pack csp csp ) & C=$!; }
 if want md; then
   (
