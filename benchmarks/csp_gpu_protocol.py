@@ -159,7 +159,7 @@ def table3(
         ga_runs=a.ga_runs,
         relax_steps=a.relax_steps,
         top_k=10,
-        ga_actors=max(1, a.cpus - 2),
+        ga_actors=a.cpus,  # capped to the cores the relaxation pool leaves free
     )
     std = Standardiser.fit([z for e in train for z in species_of(e.structure)])
     arr = Arrays.of(train, std)
@@ -170,7 +170,7 @@ def table3(
     bundle = {"model": model, "std": std, "bins": bins, "lattice": lat, "cfg": cfg.train}
     lat_err = lat.score(t3)
     t_train = time.perf_counter() - t0
-    pool = RelaxPool(n_actors=max(1, a.cpus - 2), gpus=1.0 if device == "cuda" else 0.0)  # CHGNet on the GPU
+    pool = RelaxPool(n_actors=max(1, a.cpus // 2), gpus=1.0 if device == "cuda" else 0.0)  # CHGNet on the GPU
     t0 = time.perf_counter()
     rows = evaluate_formulas(bundle, t3, pool, cfg)
     t_eval = time.perf_counter() - t0

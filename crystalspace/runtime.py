@@ -117,6 +117,15 @@ def progress(total: int, label: str, unit: str = "rows", step: str = "shards") -
         bar.close()
 
 
+def actors_that_fit(wanted: int) -> int:
+    """How many one-CPU actors to start: ``wanted``, capped by the CPUs Ray has free now (at least 1).
+    ``ActorPool.map`` hands items to every actor in turn and yields in order, so an actor that can
+    never be scheduled (its CPU held by another pool) would stall it for ever."""
+    import ray
+
+    return max(1, min(wanted, int(ray.available_resources().get("CPU", 0))))
+
+
 def map_actors(
     actors: list[Any],
     submit: Callable[[Any, Any], Any],

@@ -102,6 +102,31 @@ def test_ga_recovers_a_known_structure() -> None:
     assert fit < 0.5 * np.median(rand)
 
 
+def test_ga_pool_fits_beside_a_pool_that_holds_cores(ray_session: object) -> None:
+    """More GA actors asked for than CPUs left free (a relaxation pool holds one of the 2): the pool
+    shrinks to fit instead of waiting for ever on an actor Ray cannot place (seen on the GPU machine)."""
+    import ray
+
+    from crystalspace.csp.pipeline import ga_candidates
+
+    @ray.remote(num_cpus=1)
+    class Holder:
+        def ready(self) -> bool:
+            return True
+
+    holder = Holder.remote()
+    ray.get(holder.ready.remote())
+    s = Structure(Lattice.cubic(4.0), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    try:
+        out = ga_candidates(
+            species_of(s), s.lattice, s.distance_matrix, GAConfig(population=8, generations=3), 4, 3
+        )
+    finally:
+        ray.kill(holder)
+    assert len(out) == 4
+    assert all(len(st) == 2 for st, _ in out)
+
+
 @pytest.mark.slow
 def test_whole_chain_on_ray(ray_session: object, tmp_path: Path) -> None:
     """Train (Ray Train) -> predict (GA on Ray actors -> CHGNet relax -> rank) -> evaluate vs random search; CLI."""

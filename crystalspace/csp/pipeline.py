@@ -106,11 +106,11 @@ GAJob = tuple[list[int], Lattice, np.ndarray, GAConfig, int]  # species, lattice
 
 def run_ga_jobs(jobs: list[GAJob], n_actors: int = 2) -> list[tuple[Structure, float]]:
     """Independent GA runs (of one or many formulas) on a pool of ``n_actors`` Ray actors, in order."""
-    from crystalspace.runtime import init_ray, map_actors
+    from crystalspace.runtime import actors_that_fit, init_ray, map_actors
 
     init_ray()
     worker = _ga_actor()
-    actors = [worker.remote() for _ in range(max(1, min(n_actors, len(jobs))))]
+    actors = [worker.remote() for _ in range(actors_that_fit(min(n_actors, len(jobs))))]
     try:
         return list(map_actors(actors, lambda a, job: a.run.remote(*job), jobs, "GA", "runs", "runs"))
     finally:

@@ -61,9 +61,10 @@ class RelaxPool:
         """``gpus`` > 0: the actors share that many GPUs (CHGNet on CUDA instead of one core each)."""
         import ray
 
-        from crystalspace.runtime import init_ray
+        from crystalspace.runtime import actors_that_fit, init_ray
 
         init_ray()
+        n_actors = actors_that_fit(n_actors)
         actor = ray.remote(num_cpus=1, num_gpus=gpus / n_actors)(CHGNetRelaxer)
         device = "cuda" if gpus > 0 else "cpu"
         self.actors: list[Any] = [actor.remote(fmax=fmax, device=device) for _ in range(n_actors)]
