@@ -2,7 +2,15 @@
 # Every GPU protocol and benchmark in one timeline, started detached so that it outlives one
 # 10-minute device call; collect.sh brings finished jobs back call by call. The protocol jobs share
 # the GPU first; the speed benchmarks run alone at the end. Needs .device/ as in benchmarks/RESULTS.md
-# (site.tar.xz, mlff_data/, shared/). First call:
+# (site.tar.xz, mlff_data/, shared/). The bundle (~40 MB after dropping chgnet/pretrained/{0.2.0,r2scan},
+# pyxtal/database/test.db, ase/test, ase/gui and vesin_torch's other torch-* builds):
+#   DEVICE_BUNDLE_ONLY="ray==2.60.0 pydantic pydantic-core annotated-types typing-inspection jsonschema
+#     jsonschema-specifications referencing rpds-py attrs ase vesin vesin-torch pymatgen-core monty spglib
+#     ruamel.yaml tabulate uncertainties palettable orjson joblib bibtexparser<2 lxml chgnet pyxtal plotly
+#     narwhals" ../shared/tools/device-bundle   # plotly: pymatgen's phase_diagram imports it (E_hull)
+# shared/ for gen/csp: mp_binary_smact/mp_binary_docs.jsonl.gz, mp_id_lists/{mp_ids_union_DERIVED.csv.gz
+# (= tests/data/gen_subset/mp_ids_union_VO.csv.gz), matbench-discovery…elemental-reference-entries.json.gz},
+# structures_small/{mp_binary_le20sites_mp20format,mp_20_resplit_test_subset}.csv.gz. First call:
 #   mkdir -p /tmp/site && tar -xJf .device/site.tar.xz -C /tmp/site && \
 #     (setsid nohup bash benchmarks/gpu_session/drive.sh >/tmp/drive.log 2>&1 </dev/null &); bash benchmarks/gpu_session/collect.sh 530
 # Arguments pick the jobs (default all): gen csp md tune speed, e.g. `drive.sh gen csp md`.
