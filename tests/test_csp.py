@@ -118,9 +118,8 @@ def test_ga_pool_fits_beside_a_pool_that_holds_cores(ray_session: object) -> Non
     ray.get(holder.ready.remote())
     s = Structure(Lattice.cubic(4.0), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
     try:
-        out = ga_candidates(
-            species_of(s), s.lattice, s.distance_matrix, GAConfig(population=8, generations=3), 4, 3
-        )
+        ga = GAConfig(population=8, generations=3)
+        out = ga_candidates(species_of(s), s.lattice, s.distance_matrix, ga, runs=4, n_actors=3)
     finally:
         ray.kill(holder)
     assert len(out) == 4
