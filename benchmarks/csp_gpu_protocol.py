@@ -213,20 +213,26 @@ def table3(
 
 
 def _fig3(df: Any, path: Path) -> None:
+    """Formulas matched per arity (CSP vs random search) and energy distance per formula."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(1, 2, figsize=(9, 4))
-    ax[0].scatter(df["rand_best_rms"], df["csp_best_rms"], c=df["n_elements"])
-    ax[0].plot([0, 0.8], [0, 0.8], "k--", lw=0.8)
-    ax[0].set_xlabel("random search best RMS")
-    ax[0].set_ylabel("CSP best RMS")
-    ax[1].scatter(df["rand_energy_distance"], df["csp_energy_distance"], c=df["n_elements"])
+    by = df.groupby("n_elements")[["csp_matched", "rand_matched"]].sum()
+    x = np.arange(len(by))
+    ax[0].bar(x - 0.2, by["csp_matched"], 0.4, label="AlphaCrystal-II (GA + CHGNet)")
+    ax[0].bar(x + 0.2, by["rand_matched"], 0.4, label="random search, same budget")
+    ax[0].set_xticks(x, [f"{n} elements" for n in by.index])
+    ax[0].set_ylabel("formulas matched (StructureMatcher)")
+    ax[0].legend(fontsize=8)
+    for n, g in df.groupby("n_elements"):
+        ax[1].scatter(g["rand_energy_distance"], g["csp_energy_distance"], label=f"{n} elements")
     ax[1].axline((0, 0), slope=1, color="k", ls="--", lw=0.8)
     ax[1].set_xlabel("random: E_best - E_true (eV/atom)")
     ax[1].set_ylabel("CSP: E_best - E_true (eV/atom)")
+    ax[1].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

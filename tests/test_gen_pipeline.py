@@ -140,5 +140,8 @@ def test_pipeline_end_to_end(ray_session, tmp_path, monkeypatch):
     intrinsic = report["table1"]["intrinsic"]
     assert max(intrinsic["rmse_cell"]) < 1e-4  # exact up to the float32 metric tensors
     assert report["table1"]["intrinsic_refined"]["mean_basis"] < 0.01
+    ae_only, test = report["table1"]["test_autoencoders_only"], report["table1"]["test"]
+    assert ae_only["n"] == test["n"]
+    assert np.all(np.isfinite(ae_only["rmse_cell"]))
     assert report["table2"]["random"]["generated"] == 40
     assert (tmp_path / "out" / "report.md").read_text().startswith("### Table 1")

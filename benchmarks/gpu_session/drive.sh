@@ -2,8 +2,8 @@
 # Every GPU protocol and benchmark in one timeline, started detached so that it outlives one
 # 10-minute device call; collect.sh brings finished jobs back call by call. The protocol jobs share
 # the GPU first; the speed benchmarks run alone at the end. Needs .device/ as in benchmarks/RESULTS.md
-# (site.tar.xz, mlff_data/, shared/). The bundle (~40 MB after dropping chgnet/pretrained/{0.2.0,r2scan},
-# pyxtal/database/test.db, ase/test, ase/gui and vesin_torch's other torch-* builds):
+# (site.tar.xz, mlff_data/, shared/). The bundle (~44 MB after dropping chgnet/pretrained/{0.2.0,r2scan},
+# pyxtal/database/test.db, ase/test, ase/gui, plotly/package_data/datasets and vesin_torch's other torch-* builds):
 #   DEVICE_BUNDLE_ONLY="ray==2.60.0 pydantic pydantic-core annotated-types typing-inspection jsonschema
 #     jsonschema-specifications referencing rpds-py attrs ase vesin vesin-torch pymatgen-core monty spglib
 #     ruamel.yaml tabulate uncertainties palettable orjson joblib bibtexparser<2 lxml chgnet pyxtal plotly

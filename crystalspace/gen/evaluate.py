@@ -64,23 +64,31 @@ def mp_vo_structures(source: str | os.PathLike[str]) -> list[tuple[str, Structur
 def reconstruction(
     gen: Generator,
     structures: list[Structure],
-    through_model: bool = True,
+    through: str = "model",
     refine: bool = False,
     batch: int = 64,
 ) -> dict[str, Any]:
     """RMSE of a, b, c (Å), α, β, γ (°) and site positions (Å), and the fully-reconstructed count
-    (cell within 0.1 Å and 2°, same atom counts, every site within 0.5 Å of its match)."""
+    (cell within 0.1 Å and 2°, same atom counts, every site within 0.5 Å of its match).
+
+    ``through`` picks what the images pass before decoding: ``"images"`` (none: the encoding's
+    intrinsic error), ``"autoencoders"`` (the two image autoencoders) or ``"model"`` (autoencoders
+    and the VAE, the study's Table 1)."""
     import torch
 
     from crystalspace.gen.images import cell_errors, match_sites
     from crystalspace.gen.learn import images, structure_tensors
     from crystalspace.gen.sample import decode_many
 
+    if through not in ("images", "autoencoders", "model"):
+        raise ValueError(f"through must be 'images', 'autoencoders' or 'model', got {through!r}")
     cell_imgs, basis_imgs = [], []
     for i in range(0, len(structures), batch):
         chunk = structures[i : i + batch]
-        if through_model:
+        if through == "model":
             cells, bases = gen.reconstruct_images(chunk)
+        elif through == "autoencoders":
+            cells, bases = gen.autoencode_images(chunk)
         else:
             arr = {
                 k: torch.as_tensor(v, dtype=torch.float64 if k in ("metric", "pos") else None)

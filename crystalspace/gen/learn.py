@@ -386,3 +386,14 @@ class Generator:
     def reconstruct_images(self, structures: list[Structure]) -> tuple[np.ndarray, np.ndarray]:
         """Images after encoding and decoding through the whole model (latent means)."""
         return self.decode_images(self.encode(structures))
+
+    def autoencode_images(self, structures: list[Structure]) -> tuple[np.ndarray, np.ndarray]:
+        """Images after the two image autoencoders only (no VAE): the compression step's own error."""
+        import torch
+
+        arr = {k: torch.as_tensor(v) for k, v in structure_tensors(structures, self.spec).items()}
+        with torch.no_grad():
+            cell, basis = images(arr, torch.arange(len(structures)), self.spec, self.device)
+            b, c = basis.shape[:2]
+            out_b = self.basis_ae(basis.reshape(b * c, 1, *basis.shape[2:])).reshape(basis.shape)
+            return self.cell_ae(cell)[:, 0].cpu().numpy(), out_b.cpu().numpy()
