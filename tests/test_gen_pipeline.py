@@ -4,6 +4,7 @@ sampling through the CLI, evaluation tables; plus the sampling/post-processing p
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -114,6 +115,26 @@ def test_pipeline_end_to_end(ray_session, tmp_path, monkeypatch):
     history = json.loads((tmp_path / "model" / "metrics.json").read_text())
     vae = [h for h in history if h["stage"] == "vae"]
     assert vae[-1]["rec"] < vae[0]["rec"]  # the generator learned something
+
+    # A VAE-only retrain on the trained autoencoders (what a β sweep needs).
+    import torch
+
+    from crystalspace.gen.errors import GenError
+    from crystalspace.gen.learn import train_generator
+
+    base = pipeline.train_settings(cfg)
+    again = replace(base, autoencoders_from=str(cfg.model_dir), epochs_vae=3, beta=1e-5)
+    train_generator(cfg.data_dir, tmp_path / "model_vae_only", again)
+    old, new = (
+        torch.load(d / "weights.pt", weights_only=False)
+        for d in (tmp_path / "model", tmp_path / "model_vae_only")
+    )
+    assert all(torch.equal(old["cell_ae"][k], new["cell_ae"][k]) for k in old["cell_ae"])
+    stages = {h["stage"] for h in json.loads((tmp_path / "model_vae_only" / "metrics.json").read_text())}
+    assert stages == {"vae", "done"}
+    with pytest.raises(GenError, match="width"):
+        train_generator(cfg.data_dir, tmp_path / "model_bad", replace(again, width=8))
+    assert not (tmp_path / "model_bad").exists()
 
     sample = ["gen", "sample", "--n", "40", "--method", "slerp", "--out", str(tmp_path / "samples")]
     sample += ["--set", f"model_dir={cfg.model_dir}", "--set", f"data_dir={cfg.data_dir}"]

@@ -51,6 +51,9 @@ class TrainSettings:
     test_fraction: float = 0.1
     hold_out_known: bool = True  # train without the known V–O materials (rediscovery test)
     seed: int = 0
+    autoencoders_from: str | None = (
+        None  # model folder whose image autoencoders are reused: only the VAE trains
+    )
     num_workers: int = 1
     use_gpu: bool = False
     spec: dict[str, Any] = field(default_factory=lambda: asdict(ImageSpec()))
@@ -159,8 +162,13 @@ def train_loop(cfg: dict[str, Any]) -> None:
     basis_ae = ConvAutoencoder(spec.basis_grid, s.basis_latent, s.width).to(device)
     history: list[dict[str, Any]] = []
     t0 = time.perf_counter()
+    reused = cfg.get("autoencoders")
+    if reused:
+        cell_ae.load_state_dict(reused["cell_ae"])
+        basis_ae.load_state_dict(reused["basis_ae"])
+    stages = () if reused else (("cell", cell_ae, s.epochs_cell), ("basis", basis_ae, s.epochs_basis))
 
-    for stage, model, epochs in (("cell", cell_ae, s.epochs_cell), ("basis", basis_ae, s.epochs_basis)):
+    for stage, model, epochs in stages:
         net = wrap(model)
         opt = torch.optim.Adam(net.parameters(), lr=s.lr)
         for epoch in range(epochs):
@@ -269,6 +277,8 @@ def train_generator(
         raise GenError(f"only {len(split['train'])} training rows; need at least 2")
     stable = np.asarray(table["stable"].to_pylist(), dtype=bool)
     cfg = {"settings": asdict(settings), "arrays": arrays, "split": split, "stable": stable}
+    if settings.autoencoders_from:
+        cfg["autoencoders"] = reused_autoencoders(settings)
     out = Path(out)
     result = fit(
         train_loop,
@@ -281,6 +291,25 @@ def train_generator(
     state = checkpoint_state(result)
     _save_model(out, settings, state, table, split)
     return state["history"][-1]
+
+
+def reused_autoencoders(settings: TrainSettings) -> dict[str, Any]:
+    """The image autoencoders of the model folder ``settings.autoencoders_from``, checked to have
+    the sizes and image settings of ``settings`` (a VAE-only retrain, e.g. a β sweep)."""
+    import torch
+
+    f = Path(str(settings.autoencoders_from))
+    if not (f / "weights.pt").exists():
+        raise GenError(f"autoencoders_from: no trained model in {f}")
+    old = json.loads((f / "config.json").read_text())["settings"]
+    new = json.loads(json.dumps(asdict(settings)))
+    for key in ("cell_latent", "basis_latent", "width", "spec"):
+        if old.get(key) != new[key]:
+            raise GenError(
+                f"autoencoders_from {f}: its {key} {old.get(key)} differs from this config's {new[key]}"
+            )
+    w = torch.load(f / "weights.pt", map_location="cpu", weights_only=False)
+    return {"cell_ae": w["cell_ae"], "basis_ae": w["basis_ae"]}
 
 
 def _save_model(
