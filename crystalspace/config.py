@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -169,7 +170,7 @@ def make_mlff_config(file: Path | None = None, overrides: dict[str, Any] | None 
     data = _read_yaml(file)
     for key, value in (overrides or {}).items():
         if value is not None:
-            data[key] = yaml.safe_load(value) if isinstance(value, str) else value
+            data[key] = load_yaml(value) if isinstance(value, str) else value
     return _validated(MLFFConfig, data)
 
 
@@ -221,7 +222,7 @@ def make_gen_config(file: str | Path | None = None, overrides: dict[str, Any] | 
         if value is None:
             continue
         if isinstance(value, str):
-            value = yaml.safe_load(value)
+            value = load_yaml(value)
         if key.startswith("train."):
             data.setdefault("train", {})[key.removeprefix("train.")] = value
         else:
@@ -256,12 +257,26 @@ def make_maps_config(file: str | Path | None = None, overrides: dict[str, Any] |
     return _validated(MapsConfig, data)
 
 
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader, also reading ``1e-5`` as a number (YAML 1.2; PyYAML's 1.1 needs ``1.0e-5``)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:\d+\.?\d*|\.\d+)[eE][-+]?\d+$"), list("-+.0123456789")
+)
+
+
+def load_yaml(text: str) -> Any:
+    """A YAML value (config files and ``--set key=value`` values alike)."""
+    return yaml.load(text, Loader=_Loader)  # a SafeLoader subclass: no arbitrary objects
+
+
 def _read_yaml(file: str | Path | None) -> dict[str, Any]:
     """The mapping in a YAML config file ({} without a file), or one clear error."""
     if file is None:
         return {}
     try:
-        return yaml.safe_load(Path(file).read_text()) or {}
+        return load_yaml(Path(file).read_text()) or {}
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"cannot read config {file}: {exc}") from None
 

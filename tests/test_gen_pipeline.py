@@ -55,6 +55,18 @@ def test_slerp_stays_on_the_arc():
         assert np.isclose(np.arctan2(p[1], p[0]), t * np.pi / 2)
 
 
+def test_config_reads_exponent_floats(tmp_path):
+    # PyYAML (YAML 1.1) reads 1e-5 as a string; a β sweep written that way must get numbers.
+    f = tmp_path / "gen.yaml"
+    f.write_text("train:\n  beta: 1e-5\n  epochs_vae: 300\n")
+    cfg = make_gen_config(f, {"train.lr": "3E-4", "train.autoencoders_from": "gen/model1e-5", "limit": "1e3"})
+    assert cfg.train["beta"] == 1e-5
+    assert cfg.train["lr"] == 3e-4
+    assert cfg.train["epochs_vae"] == 300
+    assert cfg.train["autoencoders_from"] == "gen/model1e-5"
+    assert cfg.limit == 1000
+
+
 def test_postprocess_merges_overlaps_under_pbc():
     lat = Lattice.cubic(6.0)
     s = Structure(lat, ["V", "V", "O", "O"], [[0.01, 0, 0], [0.99, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0.72]])

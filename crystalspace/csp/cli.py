@@ -18,15 +18,14 @@ DEFAULT_MODEL = Path.home() / ".crystalspace" / "csp-model"
 
 
 def _config(path: Path | None) -> Any:
-    import yaml
-
+    from crystalspace.config import load_yaml
     from crystalspace.csp.pipeline import CSPConfig
 
     if path is None:
         return CSPConfig()
     if not path.exists():
         raise UserError(f"config not found: {path}")
-    return CSPConfig.from_dict(yaml.safe_load(path.read_text()) or {})
+    return CSPConfig.from_dict(load_yaml(path.read_text()) or {})
 
 
 @app.command()

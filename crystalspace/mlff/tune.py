@@ -48,7 +48,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ray.tune import Callback
 
-from crystalspace.config import ConfigError, MLFFConfig, make_mlff_config
+from crystalspace.config import ConfigError, MLFFConfig, load_yaml, make_mlff_config
 from crystalspace.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -126,14 +126,14 @@ def load_spec(
     data: dict[str, Any] = {}
     if file is not None:
         try:
-            data = yaml.safe_load(Path(file).read_text()) or {}
+            data = load_yaml(Path(file).read_text()) or {}
         except (OSError, yaml.YAMLError) as exc:
             raise ConfigError(f"cannot read sweep config {file}: {exc}") from None
         if not isinstance(data, dict):
             raise ConfigError(f"{file}: a sweep config is a mapping")
     data.setdefault("overrides", {})
     for key, value in (overrides or {}).items():
-        data["overrides"][key] = yaml.safe_load(value) if isinstance(value, str) else value
+        data["overrides"][key] = load_yaml(value) if isinstance(value, str) else value
     data.update({k: v for k, v in {"out": out, "name": name}.items() if v is not None})
     if "space" not in data:
         raise ConfigError("sweep config lacks 'space' (the parameters to sweep)")
