@@ -51,9 +51,8 @@ class TrainSettings:
     test_fraction: float = 0.1
     hold_out_known: bool = True  # train without the known V–O materials (rediscovery test)
     seed: int = 0
-    autoencoders_from: str | None = (
-        None  # model folder whose image autoencoders are reused: only the VAE trains
-    )
+    # A model folder whose image autoencoders are reused: only the VAE trains.
+    autoencoders_from: str | None = None
     num_workers: int = 1
     use_gpu: bool = False
     spec: dict[str, Any] = field(default_factory=lambda: asdict(ImageSpec()))
