@@ -43,7 +43,7 @@ def lattices(source: str | None, limit: int | None) -> list:
     out = []
     for doc in read_sources(source or DEFAULT_SOURCE, limit):
         s = Structure.from_dict(doc["structure"])
-        if len(s.composition.elements) == 2 and len(s) <= f.max_sites and max(s.lattice.abc) <= f.max_length:
+        if f.admits(s):
             out.append(s.lattice)
     return out
 

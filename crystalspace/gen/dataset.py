@@ -19,7 +19,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -27,6 +27,9 @@ import pyarrow.parquet as pq
 
 from crystalspace.gen.errors import GenError
 from crystalspace.runtime import as_completed, progress, shared_data
+
+if TYPE_CHECKING:
+    from pymatgen.core import Structure
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +44,14 @@ class VOFilter:
     max_sites: int = 20
     max_length: float = 10.0  # Å
     box: float = 15.0  # Å, the basis box atoms must fit in
+
+    def admits(self, s: Structure) -> bool:
+        """Whether a source structure is a binary within the site and cell-length limits."""
+        return (
+            len(s.composition.elements) == 2
+            and len(s) <= self.max_sites
+            and max(s.lattice.abc) <= self.max_length
+        )
 
 
 def read_sources(path: str | os.PathLike[str], limit: int | None = None) -> list[dict[str, Any]]:
@@ -70,7 +81,7 @@ def substitute(doc: dict[str, Any], filt: VOFilter) -> list[dict[str, Any]]:
     from crystalspace.atoms.io import atoms_to_row, structure_to_atoms
 
     s = Structure.from_dict(doc["structure"])
-    if len(s.composition.elements) != 2 or len(s) > filt.max_sites or max(s.lattice.abc) > filt.max_length:
+    if not filt.admits(s):
         return []
     a, b = sorted(el.symbol for el in s.composition.elements)
     known = {a, b} == {"O", "V"}

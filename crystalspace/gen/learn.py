@@ -373,12 +373,18 @@ class Generator:
         """Latent means (K, latent) of structures."""
         import torch
 
-        arr = {k: torch.as_tensor(v) for k, v in structure_tensors(structures, self.spec).items()}
-        idx = torch.arange(len(structures))
         with torch.no_grad():
-            cell, basis = images(arr, idx, self.spec, self.device)
+            arr, cell, basis = self._images(structures)
             x = material_vectors(self.cell_ae, self.basis_ae, cell, basis, arr["counts"].to(self.device))
             return self.vae.encode((x - self.mean) / self.std)[0].cpu().numpy()
+
+    def _images(self, structures: list[Structure]) -> tuple[dict[str, Any], Any, Any]:
+        """The structures' tensors and their cell and basis images, drawn on the model's device."""
+        import torch
+
+        arr = {k: torch.as_tensor(v) for k, v in structure_tensors(structures, self.spec).items()}
+        cell, basis = images(arr, torch.arange(len(structures)), self.spec, self.device)
+        return arr, cell, basis
 
     def stability(self, z: np.ndarray) -> np.ndarray:
         """Classifier probability that a latent point is stable (E_f ≤ 0.5 eV/atom)."""
@@ -419,9 +425,8 @@ class Generator:
         """Images after the two image autoencoders only (no VAE): the compression step's own error."""
         import torch
 
-        arr = {k: torch.as_tensor(v) for k, v in structure_tensors(structures, self.spec).items()}
         with torch.no_grad():
-            cell, basis = images(arr, torch.arange(len(structures)), self.spec, self.device)
+            _, cell, basis = self._images(structures)
             b, c = basis.shape[:2]
             out_b = self.basis_ae(basis.reshape(b * c, 1, *basis.shape[2:])).reshape(basis.shape)
             return self.cell_ae(cell)[:, 0].cpu().numpy(), out_b.cpu().numpy()
