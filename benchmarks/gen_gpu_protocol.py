@@ -30,8 +30,8 @@ FULL = {
     "train": {
         "cell_latent": 32,
         "basis_latent": 128,
-        "vae_latent": 64,
-        "vae_hidden": 512,
+        "vae_latent": 128,
+        "vae_hidden": 1024,
         "width": 16,
         "epochs_cell": 8,
         "epochs_basis": 8,

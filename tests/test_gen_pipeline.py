@@ -3,6 +3,7 @@ sampling through the CLI, evaluation tables; plus the sampling/post-processing p
 
 from __future__ import annotations
 
+import itertools
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -65,6 +66,44 @@ def test_config_reads_exponent_floats(tmp_path):
     assert cfg.train["epochs_vae"] == 300
     assert cfg.train["autoencoders_from"] == "gen/model1e-5"
     assert cfg.limit == 1000
+
+
+def test_vae_loss_weights_the_cell_code_and_lr_decays():
+    import torch
+
+    from crystalspace.gen.learn import _cosine
+    from crystalspace.gen.models import vae_loss
+
+    x = torch.zeros(4, 10)
+    recon = x.clone()
+    recon[:, :2] = 1.0  # error only in the "cell" numbers
+    out = (recon, torch.zeros(4, 3), torch.zeros(4, 3), torch.zeros(4))
+    stable = torch.ones(4)
+    flat, parts = vae_loss(x, out, stable, beta=0.0, gamma=0.0)
+    assert np.isclose(parts["rec"], 0.2)
+    ones, _ = vae_loss(x, out, stable, 0.0, 0.0, torch.ones(10))
+    assert torch.isclose(ones, flat)
+    w = torch.ones(10)
+    w[:2] = 10.0
+    weighted, _ = vae_loss(x, out, stable, 0.0, 0.0, w)
+    assert np.isclose(weighted.item(), 20 / 28)  # normalised by the mean weight
+    # Errors outside the weighted block count less than unweighted.
+    recon2 = x.clone()
+    recon2[:, 5:] = 1.0
+    assert (
+        vae_loss(x, (recon2, *out[1:]), stable, 0.0, 0.0, w)[0]
+        < vae_loss(x, (recon2, *out[1:]), stable, 0.0, 0.0)[0]
+    )
+
+    opt = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=1e-3)
+    sched = _cosine(opt, 10, 0.01)
+    lrs = []
+    for _ in range(10):
+        opt.step()
+        sched.step()
+        lrs.append(opt.param_groups[0]["lr"])
+    assert all(a > b for a, b in itertools.pairwise(lrs))
+    assert np.isclose(lrs[-1], 1e-5)
 
 
 def test_postprocess_merges_overlaps_under_pbc():

@@ -11,6 +11,8 @@ for f in $W/done/*.tar.gz; do
   [ -e "$f" ] || continue; b=$(basename $f)
   if [ ! -e $W/sent/$b ] && [ $n -lt 7 ]; then cp $f $OUT/ && touch $W/sent/$b && n=$((n+1)); fi
 done
+# Tables written while a job still runs come back on every call (the VAE sweep's, after each variant).
+for f in $W/vae/sweep/vae_sweep.md; do [ -e $f ] && cp $f $OUT/; done
 { date; tail -30 $W/logs/monitor.txt; for t in $W/logs/*.time; do echo "$(basename $t): $(tr '\n' ' ' < $t)"; done
   for l in $W/logs/*.log; do echo "== $l"; tail -4 $l; done; } > $OUT/status.txt 2>&1
 tail -c 6000 $OUT/status.txt

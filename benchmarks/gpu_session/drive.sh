@@ -13,7 +13,8 @@
 # structures_small/{mp_binary_le20sites_mp20format,mp_20_resplit_test_subset}.csv.gz. First call:
 #   mkdir -p /tmp/site && tar -xJf .device/site.tar.xz -C /tmp/site && \
 #     (setsid nohup bash benchmarks/gpu_session/drive.sh >/tmp/drive.log 2>&1 </dev/null &); bash benchmarks/gpu_session/collect.sh 530
-# Arguments pick the jobs (default all): gen csp md tune speed, e.g. `drive.sh gen csp md`.
+# Arguments pick the jobs (default all): gen csp md tune speed; vae (not in the default) trains the
+# full-length gen model, sweeps VAE variants (VAE_VARIANTS, JSON list) and evaluates the best one.
 # Later calls, sent within the machine's 30 s idle release:  bash benchmarks/gpu_session/collect.sh 540
 # Lesson: each job's results leave the machine only once packed; pack early, keep the MD per model.
 set -u
@@ -43,12 +44,20 @@ job() {  # name cmd...: run, log, time
 MON=$!
 
 want() { [[ " $JOBS " == *" $1 "* ]]; }
-G=; C=; M=; U=
+G=; C=; M=; U=; V=
 GEN_SET=${GEN_SET:-'{}'}  # JSON overrides for the generation protocol (its --set)
 want gen && { ( job gen python benchmarks/gen_gpu_protocol.py --out $W/gen --num-cpus ${GEN_CPUS:-5} --set "$GEN_SET"
   job gen_sample python -c 'from crystalspace.cli import app; app()' gen sample --n 1000 --method slerp \
     --config pipelines/configs/gen_full.yaml --set data_dir=$W/gen/data --set model_dir=$W/gen/model --set out_dir=$W/gen/accept
   pack gen gen/eval gen/accept gen/RESULTS_gen.md logs/gen_sample.log logs/gen_sample.time ) & G=$!; }
+GF="--config pipelines/configs/gen_full.yaml --set data_dir=$W/vae/data --set model_dir=$W/vae/model --set energy_device=cuda"
+want vae && { ( job vae python benchmarks/gen_vae_sweep.py $GF ${VAE_BASE:-} --num-cpus ${GEN_CPUS:-14} --out $W/vae/sweep \
+    --variants "${VAE_VARIANTS:-[]}"
+  pack vae_sweep vae/sweep/vae_sweep.md vae/sweep/best.txt logs/vae.log logs/vae.time
+  E="$GF --set model_dir=$(cat $W/vae/sweep/best.txt) --set reconstruct_max=500 --set relax_max=20 --set relax_steps=60 --set baseline_budget=200 --set n_samples=1000"
+  job vae_eval python -c 'from crystalspace.cli import app; app()' gen evaluate $E --out $W/vae/eval
+  job vae_sample python -c 'from crystalspace.cli import app; app()' gen sample --n 1000 --method slerp $E --set out_dir=$W/vae/accept
+  pack vae vae/sweep/vae_sweep.md vae/eval vae/accept logs/vae_* ) & V=$!; }
 want csp && { ( job csp python benchmarks/csp_gpu_protocol.py --out $W/csp --cpus 7 --tables 3 --ga-runs 20 --relax-steps 30 --per-arity 10; pack csp csp ) & C=$!; }
 if want md; then
   (
@@ -68,7 +77,7 @@ if want md; then
 fi
 want tune && { ( sleep 200; job tune python benchmarks/mlff_tune_gpu.py --data $D --out $W/tune; pack tune tune ) & U=$!; }
 # speed benchmarks alone once the protocols are done (at the latest 14 min in)
-running() { for p in $G $C $M $U; do kill -0 $p 2>/dev/null && echo -n "$p "; done; }
+running() { for p in $G $C $M $U $V; do kill -0 $p 2>/dev/null && echo -n "$p "; done; }
 if want speed; then
   while [ $(el) -lt 840 ] && [ -n "$(running)" ]; do sleep 5; done
   echo "speed benchmarks start at $(el); still running: $(running)" >> $W/logs/monitor.txt
@@ -77,7 +86,7 @@ if want speed; then
   job mdspeed python benchmarks/bench_md_speed.py --paths new --replicas 1,8,64,256 --budget 2 --out $W/mdspeed
   pack mdspeed mdspeed
 fi
-for p in $G $C $M $U; do wait $p; done
+for p in $G $C $M $U $V; do wait $p; done
 kill $MON
 echo "all done $(el)" >> $W/logs/monitor.txt
 touch $W/ALLDONE

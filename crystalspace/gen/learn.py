@@ -38,14 +38,20 @@ class TrainSettings:
 
     cell_latent: int = 32
     basis_latent: int = 128
-    vae_latent: int = 64
-    vae_hidden: int = 512
+    vae_latent: int = 128
+    vae_hidden: int = 1024
     width: int = 16
-    epochs_cell: int = 20
+    epochs_cell: int = 60
     epochs_basis: int = 20
     epochs_vae: int = 200
     batch_size: int = 64
     lr: float = 1e-3
+    # Each stage's learning rate decays (cosine) to lr · lr_final over its epochs; 1.0 keeps it flat.
+    lr_final: float = 0.01
+    # Weight of the cell code in the VAE's reconstruction loss. The cell decoder is the most
+    # sensitive to code errors (a few % of a code's spread moves lengths by tenths of an Å);
+    # 10 halves the test cell error at study size (benchmarks/RESULTS.md, VAE sweep).
+    cell_weight: float = 10.0
     beta: float = 1e-3  # KL weight
     gamma: float = 1.0  # stability-classifier weight
     test_fraction: float = 0.1
@@ -141,6 +147,13 @@ def _batches(
     return [mine[i * batch : (i + 1) * batch] for i in range(nb) if len(mine[i * batch : (i + 1) * batch])]
 
 
+def _cosine(opt: Any, epochs: int, final: float) -> Any:
+    """Per-epoch cosine decay of ``opt``'s learning rate to ``final`` times its start."""
+    import torch
+
+    return torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(1, epochs), eta_min=final * opt.defaults["lr"])
+
+
 def train_loop(cfg: dict[str, Any]) -> None:
     """Per-worker loop: cell AE, basis AE, then the VAE; rank 0 checkpoints the model set."""
     import torch
@@ -170,6 +183,7 @@ def train_loop(cfg: dict[str, Any]) -> None:
     for stage, model, epochs in stages:
         net = wrap(model)
         opt = torch.optim.Adam(net.parameters(), lr=s.lr)
+        sched = _cosine(opt, epochs, s.lr_final)
         for epoch in range(epochs):
             net.train()
             losses = []
@@ -181,6 +195,7 @@ def train_loop(cfg: dict[str, Any]) -> None:
                 loss.backward()
                 opt.step()
                 losses.append(loss.item())
+            sched.step()
             m = {
                 "stage": stage,
                 "epoch": epoch,
@@ -208,16 +223,20 @@ def train_loop(cfg: dict[str, Any]) -> None:
     vae_mod = MaterialsVAE(xn.shape[1], s.vae_latent, s.vae_hidden).to(device)
     vae = wrap(vae_mod)
     opt = torch.optim.Adam(vae.parameters(), lr=s.lr)
+    sched = _cosine(opt, s.epochs_vae, s.lr_final)
+    weight = torch.ones(xn.shape[1], device=device)
+    weight[: s.cell_latent] = s.cell_weight
     for epoch in range(s.epochs_vae):
         vae.train()
         parts: list[dict[str, float]] = []
         for idx in _batches(train_idx, s.batch_size, world, rank, gen):
             idx_d = idx.to(device)
-            loss, part = vae_loss(xn[idx_d], vae(xn[idx_d]), stable[idx_d], s.beta, s.gamma)
+            loss, part = vae_loss(xn[idx_d], vae(xn[idx_d]), stable[idx_d], s.beta, s.gamma, weight)
             opt.zero_grad()
             loss.backward()
             opt.step()
             parts.append(part)
+        sched.step()
         if epoch % 10 == 0 or epoch == s.epochs_vae - 1:
             m = {
                 "stage": "vae",

@@ -88,10 +88,13 @@ def vae_loss(
     stable: torch.Tensor,
     beta: float,
     gamma: float,
+    weight: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """Reconstruction (MSE) + β·KL + γ·BCE(stability); the classifier term organises the latent space."""
+    """Reconstruction (MSE, optionally weighted per input number and normalised by the mean weight)
+    + β·KL + γ·BCE(stability); the classifier term organises the latent space."""
     recon, mu, logvar, logit = out
-    rec = nn.functional.mse_loss(recon, x)
+    sq = (recon - x) ** 2
+    rec = sq.mean() if weight is None else (sq * weight).mean() / weight.mean()
     kl = -0.5 * torch.mean(torch.sum(1 + logvar - mu**2 - logvar.exp(), dim=1))
     bce = nn.functional.binary_cross_entropy_with_logits(logit, stable.float())
     acc = ((logit > 0) == stable.bool()).float().mean()

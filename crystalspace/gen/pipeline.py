@@ -122,6 +122,34 @@ def sample(
     return write_samples(Path(out or cfg.out_dir) / method, structures, rows, prov, method)
 
 
+def table1(
+    gen: Generator,
+    structures: list[Structure],
+    k: int,
+    seed: int,
+    intrinsic: bool = True,
+    autoencoders: bool = True,
+) -> dict[str, Any]:
+    """Table 1 on ``k`` random rows per split: the encoding's intrinsic error, train and test through
+    the whole model, and test through the image autoencoders only (the first and last optional)."""
+    from crystalspace.gen import evaluate as ev
+
+    rng = np.random.default_rng(seed)
+    pick = {
+        name: [structures[i] for i in np.sort(rng.permutation(gen.latents[f"split_{name}"])[:k])]
+        for name in ("train", "test")
+    }
+    t1: dict[str, Any] = {}
+    if intrinsic:
+        t1["intrinsic"] = ev.reconstruction(gen, pick["test"], through="images")
+        t1["intrinsic_refined"] = ev.reconstruction(gen, pick["test"], through="images", refine=True)
+    t1["train"] = ev.reconstruction(gen, pick["train"])
+    t1["test"] = ev.reconstruction(gen, pick["test"])
+    if autoencoders:  # without the VAE: separates the image compression's error from the generator's
+        t1["test_autoencoders_only"] = ev.reconstruction(gen, pick["test"], through="autoencoders")
+    return t1
+
+
 def evaluate(cfg: GenConfig, out: str | None = None) -> dict[str, Any]:
     """Table 1, Table 2 (slerp and random), rediscovery, stability of new structures, baseline;
     writes ``report.json``, ``report.md`` and PNG figures under ``out``."""
@@ -136,19 +164,8 @@ def evaluate(cfg: GenConfig, out: str | None = None) -> dict[str, Any]:
     ctx = context(cfg)
     gen, refs, min_dist, structures = ctx.gen, ctx.refs, ctx.min_dist, ctx.structures
     lat = gen.latents
-    rng = np.random.default_rng(cfg.seed)
-    k = cfg.reconstruct_max
-    pick = {name: np.sort(rng.permutation(lat[f"split_{name}"])[:k]) for name in ("train", "test")}
     report: dict[str, Any] = {"dataset": {"rows": len(structures), "stable": int(np.sum(lat["stable"]))}}
-    t1: dict[str, Any] = {}
-    test = [structures[i] for i in pick["test"]]
-    t1["intrinsic"] = ev.reconstruction(gen, test, through="images")
-    t1["intrinsic_refined"] = ev.reconstruction(gen, test, through="images", refine=True)
-    t1["train"] = ev.reconstruction(gen, [structures[i] for i in pick["train"]])
-    t1["test"] = ev.reconstruction(gen, test)
-    # Without the VAE: separates the image compression's error from the generator's.
-    t1["test_autoencoders_only"] = ev.reconstruction(gen, test, through="autoencoders")
-    report["table1"] = t1
+    report["table1"] = table1(gen, structures, cfg.reconstruct_max, cfg.seed)
     known = [(str(lat["ids"][i]), structures[i]) for i in lat["split_known"]]
     report["rediscovery"] = ev.rediscovery(gen, known, min_dist, seed=cfg.seed)
     report["rediscovery"]["held_out_of_training"] = bool(gen.settings.hold_out_known)
@@ -240,6 +257,19 @@ def _figures(d: Path, stab: list[dict[str, Any]], baseline: dict[str, Any]) -> N
         plt.close(fig)
 
 
+TABLE1_HEADER = (
+    "| set | n | a Å | b Å | c Å | α ° | β ° | γ ° | basis Å | counts match | fully reconstructed |\n"
+    "|---|---|---|---|---|---|---|---|---|---|---|"
+)
+
+
+def table1_row(name: str, t: dict[str, Any]) -> str:
+    """One Markdown row of Table 1 (under ``TABLE1_HEADER``)."""
+    cells = " | ".join(f"{x:.3f}" if i < 3 else f"{x:.2f}" for i, x in enumerate(t["rmse_cell"]))
+    basis = f"{t['rmse_basis']:.3f} (mean {t['mean_basis']:.3f})"
+    return f"| {name} | {t['n']} | {cells} | {basis} | {t['counts_match']} | {t['fully_reconstructed']} |"
+
+
 def markdown_report(r: dict[str, Any]) -> str:
     """The tables of a report next to the study's numbers."""
     from crystalspace.gen.evaluate import STUDY_REDISCOVERY, STUDY_STABLE_NEW, STUDY_TABLE1, STUDY_TABLE2
@@ -247,14 +277,9 @@ def markdown_report(r: dict[str, Any]) -> str:
     lines = [
         "### Table 1: reconstruction RMSE",
         "",
-        "| set | n | a Å | b Å | c Å | α ° | β ° | γ ° | basis Å | counts match | fully reconstructed |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        TABLE1_HEADER,
     ]
-    for name, t in r["table1"].items():
-        cells = " | ".join(f"{x:.3f}" if i < 3 else f"{x:.2f}" for i, x in enumerate(t["rmse_cell"]))
-        lines.append(
-            f"| {name} | {t['n']} | {cells} | {t['rmse_basis']:.3f} (mean {t['mean_basis']:.3f}) | {t['counts_match']} | {t['fully_reconstructed']} |"
-        )
+    lines += [table1_row(name, t) for name, t in r["table1"].items()]
     s_int, s_test = STUDY_TABLE1["intrinsic"], STUDY_TABLE1["test"]
     lines.append(f"| study intrinsic | 10,981 | {' | '.join(str(x) for x in s_int)} | | |")
     lines.append(
