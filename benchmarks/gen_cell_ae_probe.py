@@ -2,9 +2,10 @@
 
 The V–O substitution keeps each source binary's lattice, so the cell images of the VO dataset are
 those of the MP binaries that pass the study's limits (≤ 20 sites, lengths ≤ 10 Å). This probe
-trains only the cell autoencoder on them (the training loss and schedule of `gen.learn`) and
-decodes the test lattices, so it tells whether the compression step can reach the study's
-0.1 Å / 2° on its own, and what it needs.
+trains only the cell autoencoder on them (`gen.learn.fit_autoencoder`: the training's own loop,
+loss and learning-rate schedule) and decodes the test lattices, so it tells whether the
+compression step can reach the study's 0.1 Å / 2° on its own, and what it needs. (Its GPU table
+in RESULTS.md predates the decaying learning rate.)
 
 GPU (~2 min):  python benchmarks/gen_cell_ae_probe.py --out $OUT
 CPU smoke:     python benchmarks/gen_cell_ae_probe.py --limit 300 --variants 16:32:1 --out /tmp/probe
@@ -53,26 +54,29 @@ def train_and_score(metric, split, width: int, latent: int, epochs: int, device:
     import torch
 
     from crystalspace.gen.images import ImageSpec, cell_errors, decode_cell, render_cells
-    from crystalspace.gen.models import ConvAutoencoder, image_loss
+    from crystalspace.gen.learn import TrainSettings, fit_autoencoder
+    from crystalspace.gen.models import ConvAutoencoder
 
-    spec = ImageSpec()
+    spec, s = ImageSpec(), TrainSettings()
     torch.manual_seed(0)
     net = ConvAutoencoder(spec.cell_grid, latent, width).to(device)
-    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
     train, test = (torch.as_tensor(split[k]) for k in ("train", "test"))
 
     def cells(idx: torch.Tensor) -> torch.Tensor:
         return render_cells(metric[idx].to(device), spec.cell_grid, spec.cell_sigma)
 
+    losses: list[float] = []
     t0 = time.perf_counter()
-    for _ in range(epochs):
-        net.train()
-        for idx in train[torch.randperm(len(train))].split(64):
-            x = cells(idx)
-            loss = image_loss(net(x), x, peak_weight=0.0)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+    fit_autoencoder(
+        net,
+        lambda: train[torch.randperm(len(train))].split(s.batch_size),
+        cells,
+        epochs,
+        s.lr,
+        s.lr_final,
+        peak_weight=0.0,
+        on_epoch=lambda _, loss: losses.append(loss),
+    )
     seconds = time.perf_counter() - t0
     net.eval()
     errs = []
@@ -87,7 +91,7 @@ def train_and_score(metric, split, width: int, latent: int, epochs: int, device:
         "width": width,
         "latent": latent,
         "epochs": epochs,
-        "final_loss": float(loss.item()),
+        "final_loss": losses[-1],
         "rmse_abc": [round(float(x), 3) for x in np.sqrt((e[:, :3] ** 2).mean(0))],
         "rmse_angles": [round(float(x), 2) for x in np.sqrt((e[:, 3:] ** 2).mean(0))],
         "cell_ok": f"{int(ok.sum())}/{len(ok)}",

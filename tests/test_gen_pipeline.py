@@ -186,6 +186,13 @@ def test_pipeline_end_to_end(ray_session, tmp_path, monkeypatch):
     with pytest.raises(GenError, match="width"):
         train_generator(cfg.data_dir, tmp_path / "model_bad", replace(again, width=8))
     assert not (tmp_path / "model_bad").exists()
+    # A diverging run stops at the first non-finite epoch with one line, and writes no model.
+    from crystalspace.training import NonFiniteLossError
+
+    diverging = replace(base, lr=1e30, epochs_cell=1, epochs_basis=0, epochs_vae=0)
+    with pytest.raises(NonFiniteLossError, match=r"non-finite loss .* cell autoencoder, epoch 0"):
+        train_generator(cfg.data_dir, tmp_path / "model_nan", diverging)
+    assert not (tmp_path / "model_nan").exists()
 
     sample = ["gen", "sample", "--n", "40", "--method", "slerp", "--out", str(tmp_path / "samples")]
     sample += ["--set", f"model_dir={cfg.model_dir}", "--set", f"data_dir={cfg.data_dir}"]

@@ -25,6 +25,8 @@ from crystalspace.gen.errors import GenError
 from crystalspace.gen.images import ImageSpec, render_basis, render_cells, standard_matrix
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+
     import pyarrow as pa
     import torch
     from pymatgen.core import Structure
@@ -154,13 +156,52 @@ def _cosine(opt: Any, epochs: int, final: float) -> Any:
     return torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(1, epochs), eta_min=final * opt.defaults["lr"])
 
 
+def fit_autoencoder(
+    net: Any,
+    batches: Callable[[], Iterable[Any]],
+    images_of: Callable[[Any], Any],
+    epochs: int,
+    lr: float,
+    lr_final: float,
+    peak_weight: float,
+    on_epoch: Callable[[int, float], None] | None = None,
+    name: str = "autoencoder",
+) -> None:
+    """Train an image autoencoder: Adam, cosine-decayed rate, ``image_loss``. ``batches()`` gives
+    one epoch's index batches and ``images_of(idx)`` their images; ``on_epoch(epoch, mean loss)``
+    runs after each epoch. A non-finite epoch loss raises :class:`NonFiniteLossError`."""
+    import torch
+
+    from crystalspace.gen.models import image_loss
+    from crystalspace.training import check_finite
+
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    sched = _cosine(opt, epochs, lr_final)
+    for epoch in range(epochs):
+        net.train()
+        losses = []
+        for idx in batches():
+            x = images_of(idx)
+            loss = image_loss(net(x), x, peak_weight=peak_weight)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(loss.detach())
+        sched.step()
+        mean = float(torch.stack(losses).mean())
+        check_finite(mean, f"{name}, epoch {epoch}")
+        if on_epoch is not None:
+            on_epoch(epoch, mean)
+
+
 def train_loop(cfg: dict[str, Any]) -> None:
     """Per-worker loop: cell AE, basis AE, then the VAE; rank 0 checkpoints the model set."""
     import torch
     from ray.train.torch import prepare_model
 
-    from crystalspace.gen.models import ConvAutoencoder, MaterialsVAE, image_loss, vae_loss
+    from crystalspace.gen.models import ConvAutoencoder, MaterialsVAE, vae_loss
     from crystalspace.gen.train import report, worker_info
+    from crystalspace.training import check_finite
 
     rank, world, device = worker_info()
     s = TrainSettings(**cfg["settings"])
@@ -181,29 +222,29 @@ def train_loop(cfg: dict[str, Any]) -> None:
     stages = () if reused else (("cell", cell_ae, s.epochs_cell), ("basis", basis_ae, s.epochs_basis))
 
     for stage, model, epochs in stages:
-        net = wrap(model)
-        opt = torch.optim.Adam(net.parameters(), lr=s.lr)
-        sched = _cosine(opt, epochs, s.lr_final)
-        for epoch in range(epochs):
-            net.train()
-            losses = []
-            for idx in _batches(train_idx, s.batch_size, world, rank, gen):
-                cell, basis = images(arrays, idx, spec, device)
-                x = cell if stage == "cell" else basis.reshape(-1, 1, *basis.shape[2:])
-                loss = image_loss(net(x), x, peak_weight=0.0 if stage == "cell" else 10.0)
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                losses.append(loss.item())
-            sched.step()
-            m = {
-                "stage": stage,
-                "epoch": epoch,
-                "loss": float(np.mean(losses)),
-                "seconds": time.perf_counter() - t0,
-            }
+
+        def stage_images(idx: torch.Tensor, stage: str = stage) -> torch.Tensor:
+            if stage == "cell":  # only the images this stage trains on
+                return render_cells(arrays["metric"][idx].to(device), spec.cell_grid, spec.cell_sigma)
+            basis = images(arrays, idx, spec, device)[1]
+            return basis.reshape(-1, 1, *basis.shape[2:])
+
+        def on_epoch(epoch: int, loss: float, stage: str = stage) -> None:
+            m = {"stage": stage, "epoch": epoch, "loss": loss, "seconds": time.perf_counter() - t0}
             history.append(m)
             report(m)
+
+        fit_autoencoder(
+            wrap(model),
+            lambda: _batches(train_idx, s.batch_size, world, rank, gen),
+            stage_images,
+            epochs,
+            s.lr,
+            s.lr_final,
+            peak_weight=0.0 if stage == "cell" else 10.0,
+            on_epoch=on_epoch,
+            name=f"{stage} autoencoder",
+        )
 
     # Step 2: the materials generator on the (frozen) image vectors.
     cell_ae.eval()
@@ -228,7 +269,7 @@ def train_loop(cfg: dict[str, Any]) -> None:
     weight[: s.cell_latent] = s.cell_weight
     for epoch in range(s.epochs_vae):
         vae.train()
-        parts: list[dict[str, float]] = []
+        parts: list[dict[str, torch.Tensor]] = []  # stays on the device: no host sync per step
         for idx in _batches(train_idx, s.batch_size, world, rank, gen):
             idx_d = idx.to(device)
             loss, part = vae_loss(xn[idx_d], vae(xn[idx_d]), stable[idx_d], s.beta, s.gamma, weight)
@@ -237,13 +278,10 @@ def train_loop(cfg: dict[str, Any]) -> None:
             opt.step()
             parts.append(part)
         sched.step()
+        means = {k: float(torch.stack([p[k] for p in parts]).mean()) for k in parts[0]}  # one sync
+        check_finite(means["rec"] + means["kl"] + means["bce"], f"VAE, epoch {epoch}")
         if epoch % 10 == 0 or epoch == s.epochs_vae - 1:
-            m = {
-                "stage": "vae",
-                "epoch": epoch,
-                **{k: float(np.mean([p[k] for p in parts])) for k in parts[0]},
-            }
-            m["seconds"] = time.perf_counter() - t0
+            m = {"stage": "vae", "epoch": epoch, **means, "seconds": time.perf_counter() - t0}
             history.append(m)
             report(m)
     vae_mod.eval()

@@ -89,21 +89,18 @@ def vae_loss(
     beta: float,
     gamma: float,
     weight: torch.Tensor | None = None,
-) -> tuple[torch.Tensor, dict[str, float]]:
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Reconstruction (MSE, optionally weighted per input number and normalised by the mean weight)
-    + β·KL + γ·BCE(stability); the classifier term organises the latent space."""
+    + β·KL + γ·BCE(stability); the classifier term organises the latent space. The parts come back
+    as detached tensors (reading them on the host would sync every step)."""
     recon, mu, logvar, logit = out
     sq = (recon - x) ** 2
     rec = sq.mean() if weight is None else (sq * weight).mean() / weight.mean()
     kl = -0.5 * torch.mean(torch.sum(1 + logvar - mu**2 - logvar.exp(), dim=1))
     bce = nn.functional.binary_cross_entropy_with_logits(logit, stable.float())
     acc = ((logit > 0) == stable.bool()).float().mean()
-    return rec + beta * kl + gamma * bce, {
-        "rec": rec.item(),
-        "kl": kl.item(),
-        "bce": bce.item(),
-        "acc": acc.item(),
-    }
+    parts = {"rec": rec, "kl": kl, "bce": bce, "acc": acc}
+    return rec + beta * kl + gamma * bce, {k: v.detach() for k, v in parts.items()}
 
 
 def image_loss(pred: torch.Tensor, target: torch.Tensor, peak_weight: float = 10.0) -> torch.Tensor:

@@ -18,12 +18,15 @@ def fit(
     num_workers: int = 1,
     use_gpu: bool = False,
 ) -> Any:
-    """Run ``loop(config)`` on ``num_workers`` Ray Train workers; returns the ``Result``."""
+    """Run ``loop(config)`` on ``num_workers`` Ray Train workers; returns the ``Result``. A
+    :class:`UserError` in the loop (a non-finite loss, say) ends the run once and is raised here."""
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
+    from crystalspace.training import ERROR_KEY, NonFiniteLossError, TrainingError, guarded
+
     trainer = TorchTrainer(
-        loop,
+        guarded(loop),  # type: ignore[arg-type]
         train_loop_config=config,
         scaling_config=ScalingConfig(
             num_workers=num_workers, use_gpu=use_gpu, resources_per_worker=None if use_gpu else {"CPU": 1}
@@ -33,6 +36,10 @@ def fit(
     result = trainer.fit()
     if result.error is not None:
         raise result.error
+    returned = getattr(result, "return_value", None)
+    if isinstance(returned, dict) and returned.get(ERROR_KEY):
+        message = str(returned[ERROR_KEY])
+        raise (NonFiniteLossError if message.startswith("non-finite") else TrainingError)(message)
     return result
 
 
