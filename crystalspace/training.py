@@ -116,10 +116,7 @@ def run_training(
     result = _fit_with_progress(
         trainer, Path(storage) / settings.name if "://" not in storage else None, epochs
     )
-    returned = getattr(result, "return_value", None)
-    if isinstance(returned, dict) and returned.get(ERROR_KEY):
-        message = str(returned[ERROR_KEY])
-        raise (NonFiniteLossError if message.startswith("non-finite") else TrainingError)(message)
+    raise_returned_error(result)
     frame = result.metrics_dataframe  # metrics of the kept checkpoints only; loops keep full history
     history = [] if frame is None else frame.to_dict("records")
     history = [{k: v for k, v in r.items() if not k.startswith(("config", "_"))} for r in history]
@@ -169,6 +166,14 @@ def guarded(loop: Callable[[dict[str, Any]], None]) -> Callable[[dict[str, Any]]
         return None
 
     return train_loop_per_worker
+
+
+def raise_returned_error(result: Any) -> None:
+    """Raise the :class:`UserError` that a :func:`guarded` loop returned into ``result``, if any."""
+    returned = getattr(result, "return_value", None)
+    if isinstance(returned, dict) and returned.get(ERROR_KEY):
+        message = str(returned[ERROR_KEY])
+        raise (NonFiniteLossError if message.startswith("non-finite") else TrainingError)(message)
 
 
 def check_finite(loss: Any, where: str) -> None:

@@ -108,13 +108,18 @@ def split_indices(
 
 
 # ------------------------------------------------------------------ images
-def images(
+def cell_images(
     arrays: dict[str, torch.Tensor], idx: torch.Tensor, spec: ImageSpec, device: Any
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Cell (B,1,m,m,m) and basis (B,C,n,n,n) images of rows ``idx``, drawn on ``device``."""
-    metric = arrays["metric"][idx].to(device)
-    cell = render_cells(metric, spec.cell_grid, spec.cell_sigma)
-    basis = render_basis(
+) -> torch.Tensor:
+    """Cell images (B,1,m,m,m) of rows ``idx``, drawn on ``device``."""
+    return render_cells(arrays["metric"][idx].to(device), spec.cell_grid, spec.cell_sigma)
+
+
+def basis_images(
+    arrays: dict[str, torch.Tensor], idx: torch.Tensor, spec: ImageSpec, device: Any
+) -> torch.Tensor:
+    """Basis images (B,C,n,n,n) of rows ``idx``, drawn on ``device``."""
+    return render_basis(
         arrays["pos"][idx].to(device),
         arrays["ch"][idx].to(device),
         spec.basis_grid,
@@ -122,7 +127,13 @@ def images(
         spec.basis_sigma,
         len(spec.elements),
     )
-    return cell, basis
+
+
+def images(
+    arrays: dict[str, torch.Tensor], idx: torch.Tensor, spec: ImageSpec, device: Any
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cell (B,1,m,m,m) and basis (B,C,n,n,n) images of rows ``idx``, drawn on ``device``."""
+    return cell_images(arrays, idx, spec, device), basis_images(arrays, idx, spec, device)
 
 
 def material_vectors(
@@ -225,8 +236,8 @@ def train_loop(cfg: dict[str, Any]) -> None:
 
         def stage_images(idx: torch.Tensor, stage: str = stage) -> torch.Tensor:
             if stage == "cell":  # only the images this stage trains on
-                return render_cells(arrays["metric"][idx].to(device), spec.cell_grid, spec.cell_sigma)
-            basis = images(arrays, idx, spec, device)[1]
+                return cell_images(arrays, idx, spec, device)
+            basis = basis_images(arrays, idx, spec, device)
             return basis.reshape(-1, 1, *basis.shape[2:])
 
         def on_epoch(epoch: int, loss: float, stage: str = stage) -> None:

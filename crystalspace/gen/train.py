@@ -23,7 +23,7 @@ def fit(
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
-    from crystalspace.training import ERROR_KEY, NonFiniteLossError, TrainingError, guarded
+    from crystalspace.training import guarded, raise_returned_error
 
     trainer = TorchTrainer(
         guarded(loop),  # type: ignore[arg-type]
@@ -36,10 +36,7 @@ def fit(
     result = trainer.fit()
     if result.error is not None:
         raise result.error
-    returned = getattr(result, "return_value", None)
-    if isinstance(returned, dict) and returned.get(ERROR_KEY):
-        message = str(returned[ERROR_KEY])
-        raise (NonFiniteLossError if message.startswith("non-finite") else TrainingError)(message)
+    raise_returned_error(result)
     return result
 
 
