@@ -67,17 +67,12 @@ def main() -> None:
         print("\n".join(lines[-4:]), flush=True)
         return int(t["test"]["fully_reconstructed"])
 
-    def device_gen(folder: str) -> Generator:
-        import torch
-
-        return Generator(folder, device="cuda" if torch.cuda.is_available() else "cpu")
-
-    best = (score("base model", device_gen(cfg.model_dir)), cfg.model_dir)
+    best = (score("base model", Generator(cfg.model_dir)), cfg.model_dir)
     for i, variant in enumerate(json.loads(a.variants)):
         folder = str(a.out / f"vae{i}")
         t = time.perf_counter()
         train_generator(cfg.data_dir, folder, replace(base, autoencoders_from=cfg.model_dir, **variant))
-        full = score(_name(variant), device_gen(folder), time.perf_counter() - t)
+        full = score(_name(variant), Generator(folder), time.perf_counter() - t)
         best = max(best, (full, folder))
     (a.out / "best.txt").write_text(best[1] + "\n")
     print(

@@ -208,6 +208,11 @@ class GenConfig(BaseModel):
     n_samples: int = Field(default=1000, ge=1)
     method: Literal["slerp", "random"] = "slerp"
     peak_threshold: float = Field(default=0.3, gt=0)
+    decode_by_counts: bool = Field(
+        default=False,
+        description="take each element's atoms as its highest peaks by the atom counts the VAE decodes "
+        "(False: every peak above peak_threshold)",
+    )
     reconstruct_max: int = Field(default=1000, ge=1, description="rows per split in Table 1")
     relax_max: int = Field(default=20, ge=0, description="new structures relaxed for E_hull")
     relax_steps: int = Field(default=100, ge=1)

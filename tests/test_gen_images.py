@@ -18,6 +18,7 @@ from crystalspace.gen.images import (
     decode_cell,
     decode_structure,
     encode_structure,
+    find_peaks,
     match_sites,
 )
 
@@ -111,3 +112,27 @@ def test_decode_many_in_ray_tasks_keeps_order_and_marks_failures(ray_session, mo
             assert dec is not None
             assert dec.composition == s.composition
             assert cell_errors(s.lattice, dec.lattice).max() < 1e-6
+
+
+def test_counts_pick_the_atoms_a_blurred_image_hides():
+    """A decoded atom whose peak fell below the threshold is missed by peaks alone and found by count."""
+    spec = ImageSpec()
+    s = next(t for t in _vo_structures(25) if t.composition["V"] >= 2)
+    img = encode_structure(s, spec)
+    basis = img["basis"].copy()
+    # Fade one V atom: scale the V channel down around its peak to 0.2 of its height.
+    pos, _ = find_peaks(basis[0], spec)
+    centre = np.round(pos[0] / spec.spacing).astype(int)
+    lo, hi = np.maximum(centre - 4, 0), centre + 5
+    basis[0][lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]] *= 0.2
+    by_peaks, _ = decode_structure(img["cell"], basis, spec)
+    assert by_peaks.composition["V"] == s.composition["V"] - 1
+    counts = np.array([s.composition["V"], s.composition["O"]]) + 0.3  # decoded counts are not integers
+    by_count, _ = decode_structure(img["cell"], basis, spec, counts=counts)
+    assert by_count.composition == s.composition
+    d = match_sites(s, by_count)
+    assert d is not None
+    assert d.max() <= np.sqrt(3) * spec.spacing / 2 + 1e-6
+    # A count below the number of peaks keeps the highest ones.
+    fewer, _ = decode_structure(img["cell"], img["basis"], spec, counts=np.array([1, 0]))
+    assert fewer.composition.as_dict() == {"V": 1.0}

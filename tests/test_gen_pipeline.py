@@ -68,7 +68,7 @@ def test_config_reads_exponent_floats(tmp_path):
     assert cfg.limit == 1000
 
 
-def test_vae_loss_weights_the_cell_code_and_lr_decays():
+def test_vae_loss_weights_the_cell_code_and_counts_and_lr_decays():
     import torch
 
     from crystalspace.gen.learn import _cosine
@@ -95,6 +95,12 @@ def test_vae_loss_weights_the_cell_code_and_lr_decays():
         < vae_loss(x, (recon2, *out[1:]), stable, 0.0, 0.0)[0]
     )
 
+    from crystalspace.gen.learn import TrainSettings, vae_weights
+
+    # [cell code (4) | basis codes | counts (2)]
+    w = vae_weights(TrainSettings(cell_latent=4, cell_weight=30, count_weight=10), 12, 2)
+    assert w.tolist() == [30.0] * 4 + [1.0] * 6 + [10.0] * 2
+
     opt = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=1e-3)
     sched = _cosine(opt, 10, 0.01)
     lrs = []
@@ -104,6 +110,29 @@ def test_vae_loss_weights_the_cell_code_and_lr_decays():
         lrs.append(opt.param_groups[0]["lr"])
     assert all(a > b for a, b in itertools.pairwise(lrs))
     assert np.isclose(lrs[-1], 1e-5)
+
+
+def test_cyclic_cells_are_the_same_crystal_in_another_cell():
+    from pymatgen.analysis.structure_matcher import StructureMatcher
+
+    from crystalspace.gen.images import ImageSpec
+    from crystalspace.gen.learn import cyclic_cells
+
+    s = Structure(
+        Lattice.from_parameters(3.0, 4.0, 5.5, 80, 95, 110),
+        ["V", "O", "O"],
+        [[0, 0, 0], [0.3, 0.1, 0.6], [0.7, 0.5, 0.2]],
+    )
+    none, _ = cyclic_cells([s], np.array([0]), 1, ImageSpec())
+    assert none == []  # one setting: the stored cells only
+    extra, origin = cyclic_cells([s, s.copy()], np.array([1]), 3, ImageSpec())
+    assert list(origin) == [1, 1]
+    assert np.array([t.lattice.abc for t in extra]) == pytest.approx(np.array([(4, 5.5, 3), (5.5, 3, 4)]))
+    assert np.array([t.lattice.angles for t in extra]) == pytest.approx(
+        np.array([(95, 110, 80), (110, 80, 95)])
+    )
+    matcher = StructureMatcher(primitive_cell=False, scale=False, attempt_supercell=False)
+    assert all(matcher.fit(s, t) for t in extra)
 
 
 def test_postprocess_merges_overlaps_under_pbc():
@@ -174,8 +203,11 @@ def test_pipeline_end_to_end(ray_session, tmp_path, monkeypatch):
     from crystalspace.gen.learn import train_generator
 
     base = pipeline.train_settings(cfg)
-    again = replace(base, autoencoders_from=str(cfg.model_dir), epochs_vae=3, beta=1e-5)
+    again = replace(base, autoencoders_from=str(cfg.model_dir), epochs_vae=3, beta=1e-5, cell_settings=3)
     train_generator(cfg.data_dir, tmp_path / "model_vae_only", again)
+    # The extra cell settings add VAE training rows, not dataset rows: one latent per dataset row.
+    latents = np.load(tmp_path / "model_vae_only" / "latents.npz")
+    assert len(latents["mu"]) == len(latents["ids"]) == counts["structures"]
     old, new = (
         torch.load(d / "weights.pt", weights_only=False)
         for d in (tmp_path / "model", tmp_path / "model_vae_only")
@@ -201,9 +233,9 @@ def test_pipeline_end_to_end(ray_session, tmp_path, monkeypatch):
     res = runner.invoke(app, sample)
     assert res.exit_code == 2, res.output
     assert "not found" in res.output
-    res = runner.invoke(
-        app, [*sample, "--set", f"source={cfg.source}", "--set", f"mp_formulas={cfg.mp_formulas}"]
-    )
+    # Decoded by the VAE's atom counts here; evaluate below decodes by peak threshold.
+    sample += ["--set", f"source={cfg.source}", "--set", f"mp_formulas={cfg.mp_formulas}"]
+    res = runner.invoke(app, [*sample, "--set", "decode_by_counts=true"])
     assert res.exit_code == 0, res.output
     gen = pd.read_parquet(tmp_path / "samples" / "slerp" / "generated.parquet")
     assert len(gen) == 40
@@ -220,7 +252,9 @@ def test_pipeline_end_to_end(ray_session, tmp_path, monkeypatch):
     assert max(intrinsic["rmse_cell"]) < 1e-4  # exact up to the float32 metric tensors
     assert report["table1"]["intrinsic_refined"]["mean_basis"] < 0.01
     ae_only, test = report["table1"]["test_autoencoders_only"], report["table1"]["test"]
-    assert ae_only["n"] == test["n"]
+    assert ae_only["n"] == test["n"] == report["table1"]["test_by_counts"]["n"]
     assert np.all(np.isfinite(ae_only["rmse_cell"]))
     assert report["table2"]["random"]["generated"] == 40
+    rd = report["rediscovery"]
+    assert 0 <= rd["rediscovered_unrelaxed"] <= rd["rediscovered"] <= rd["held_out"] == len(rd["materials"])
     assert (tmp_path / "out" / "report.md").read_text().startswith("### Table 1")

@@ -7,7 +7,7 @@ W=/tmp/w
 end=$(( $(date +%s) + $1 ))
 while [ $(date +%s) -lt $end ] && [ ! -e $W/ALLDONE ]; do sleep 5; done
 mkdir -p $W/sent; n=0
-for f in $W/done/*.tar.gz; do
+for f in $W/done/*.tar.gz $W/done/*.tar.gz.part-*; do
   [ -e "$f" ] || continue; b=$(basename $f)
   if [ ! -e $W/sent/$b ] && [ $n -lt 7 ]; then cp $f $OUT/ && touch $W/sent/$b && n=$((n+1)); fi
 done

@@ -58,6 +58,17 @@ want vae && { ( job vae python benchmarks/gen_vae_sweep.py $GF ${VAE_BASE:-} --n
   job vae_eval python -c 'from crystalspace.cli import app; app()' gen evaluate $E --out $W/vae/eval
   job vae_sample python -c 'from crystalspace.cli import app; app()' gen sample --n 1000 --method slerp $E --set out_dir=$W/vae/accept
   pack vae vae/sweep/vae_sweep.md vae/eval vae/accept logs/vae_* ) & V=$!; }
+# genfull: build, train (gen_full.yaml), bring the model back (split under 16 MiB per file), then
+# evaluate (every table) and run the acceptance sample on it.
+want genfull && { ( job gf_data python -c 'from crystalspace.cli import app; app()' gen build-data $GF --num-cpus ${GEN_CPUS:-14}
+  job gf_train python -c 'from crystalspace.cli import app; app()' gen train $GF --num-cpus ${GEN_CPUS:-14}
+  (cd $W/vae && tar -czf - model/config.json model/weights.pt model/latents.npz model/metrics.json data/labelled.parquet data/build.json data/references.json 2>/dev/null \
+    | split -b 15000000 - $W/done/gf_model.tar.gz.part-)
+  E="$GF --set reconstruct_max=500 --set relax_max=20 --set relax_steps=60 --set baseline_budget=200 --set n_samples=1000"
+  job gf_eval python -c 'from crystalspace.cli import app; app()' gen evaluate $E --out $W/vae/eval
+  pack gf_eval vae/eval logs/gf_data.* logs/gf_train.* logs/gf_eval.*
+  job gf_sample python -c 'from crystalspace.cli import app; app()' gen sample --n 1000 --method slerp $E --set out_dir=$W/vae/accept
+  pack gf_sample vae/accept logs/gf_sample.* ) & V=$!; }
 want csp && { ( job csp python benchmarks/csp_gpu_protocol.py --out $W/csp --cpus 7 --tables 3 --ga-runs 20 --relax-steps 30 --per-arity 10; pack csp csp ) & C=$!; }
 if want md; then
   (

@@ -180,20 +180,33 @@ def structure_arrays(structure: Structure, spec: ImageSpec) -> tuple[np.ndarray,
     return pos, ch
 
 
+#: With the atom count known, a peak this high still counts as an atom: a blurred decoded atom can
+#: fall below the counting threshold, while the count says how many peaks to take.
+COUNTED_PEAK_FLOOR = 0.05
+
+
 def find_peaks(
-    image: np.ndarray, spec: ImageSpec, threshold: float = 0.3, refine: bool = False, smooth: float = 0.5
+    image: np.ndarray,
+    spec: ImageSpec,
+    threshold: float = 0.3,
+    refine: bool = False,
+    smooth: float = 0.5,
+    count: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Peak positions (K, 3) in box Å and their heights (K,) in one basis channel.
 
     ``gaussian_filter`` (``smooth`` voxels) suppresses decoder noise, ``maximum_filter`` keeps
-    local maxima above ``threshold``; ``refine`` fits a parabola to ln p along each axis.
+    local maxima above ``threshold``; ``refine`` fits a parabola to ln p along each axis. With
+    ``count`` (the channel's atom count, when the model decodes it) the ``count`` highest maxima
+    above :data:`COUNTED_PEAK_FLOOR` are the atoms instead.
     """
     from scipy.ndimage import gaussian_filter, maximum_filter
 
     img = np.asarray(image, dtype=np.float64)
     sm = gaussian_filter(img, smooth, mode="constant") if smooth > 0 else img
-    peaks = (sm == maximum_filter(sm, size=3, mode="constant")) & (img > threshold)
-    idx = _merge_adjacent(np.argwhere(peaks), img)
+    floor = threshold if count is None else min(threshold, COUNTED_PEAK_FLOOR)
+    peaks = (sm == maximum_filter(sm, size=3, mode="constant")) & (img > floor)
+    idx = _merge_adjacent(np.argwhere(peaks), img)[:count]
     heights = img[tuple(idx.T)]
     h = spec.spacing
     pos = idx * h
@@ -236,10 +249,12 @@ def decode_structure(
     threshold: float = 0.3,
     refine: bool = False,
     lattice: Lattice | None = None,
+    counts: np.ndarray | None = None,
 ) -> tuple[Structure, np.ndarray]:
     """Structure (and each site's peak height) from cell and basis images.
 
-    ``lattice`` overrides the decoded cell (used to measure the basis decoding alone).
+    ``lattice`` overrides the decoded cell (used to measure the basis decoding alone); ``counts``
+    (atoms per channel, rounded here) picks each channel's peaks by count (:func:`find_peaks`).
     """
     from pymatgen.core import Structure
 
@@ -249,7 +264,8 @@ def decode_structure(
     frac: list[np.ndarray] = []
     heights: list[np.ndarray] = []
     for c, el in enumerate(spec.elements):
-        pos, hts = find_peaks(basis_imgs[c], spec, threshold, refine)
+        count = None if counts is None else max(0, round(float(counts[c])))
+        pos, hts = find_peaks(basis_imgs[c], spec, threshold, refine, count=count)
         f = np.mod((pos - spec.box / 2) @ inv + 0.5, 1.0)
         species += [el] * len(f)
         frac.append(f)

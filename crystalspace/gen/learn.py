@@ -52,13 +52,20 @@ class TrainSettings:
     lr_final: float = 0.01
     # Weight of the cell code in the VAE's reconstruction loss. The cell decoder is the most
     # sensitive to code errors (a few % of a code's spread moves lengths by tenths of an Å);
-    # 10 halves the test cell error at study size (benchmarks/RESULTS.md, VAE sweep).
-    cell_weight: float = 10.0
+    # 10 halves the test cell error at study size, 30 with cell_settings 3 brings it below the
+    # study's (benchmarks/RESULTS.md, VAE sweeps).
+    cell_weight: float = 30.0
+    # Weight of the element counts (the last numbers of the material vector) in the same loss.
+    count_weight: float = 10.0
     beta: float = 1e-3  # KL weight
     gamma: float = 1.0  # stability-classifier weight
     test_fraction: float = 0.1
     hold_out_known: bool = True  # train without the known V–O materials (rediscovery test)
     seed: int = 0
+    # Unit cells per training row that the VAE learns from: 1 = the stored cell; 2 or 3 add the
+    # cyclic relabellings (b, c, a) and (c, a, b) of the axes, the same crystal in another cell
+    # (the augmentation the study suggests). The autoencoders train on the stored cells only.
+    cell_settings: int = 3
     # A model folder whose image autoencoders are reused: only the VAE trains.
     autoencoders_from: str | None = None
     num_workers: int = 1
@@ -107,7 +114,35 @@ def split_indices(
     return {"train": np.sort(pool[n_test:]), "test": np.sort(pool[:n_test]), "known": np.flatnonzero(known)}
 
 
+def cyclic_cells(
+    structures: list[Structure], rows: np.ndarray, settings: int, spec: ImageSpec
+) -> tuple[list[Structure], np.ndarray]:
+    """The structures of ``rows`` in their other cyclic cell settings (up to ``settings`` − 1 each),
+    skipping those whose atoms leave the basis box; returns them and the row each came from."""
+    from pymatgen.core import Lattice, Structure
+
+    from crystalspace.gen.images import ImageError, structure_arrays
+
+    out: list[Structure] = []
+    origin: list[int] = []
+    for shift in range(1, min(settings, 3)):
+        perm = np.roll([0, 1, 2], -shift)
+        for i in rows:
+            s = structures[i]
+            t = Structure(Lattice(s.lattice.matrix[perm]), s.species, s.frac_coords[:, perm])
+            try:
+                structure_arrays(t, spec)
+            except ImageError:
+                continue
+            out.append(t)
+            origin.append(int(i))
+    return out, np.asarray(origin, dtype=np.int64)
+
+
 # ------------------------------------------------------------------ images
+COUNT_SCALE = 20.0  # atoms per element enter the material vector as counts / COUNT_SCALE
+
+
 def cell_images(
     arrays: dict[str, torch.Tensor], idx: torch.Tensor, spec: ImageSpec, device: Any
 ) -> torch.Tensor:
@@ -139,12 +174,23 @@ def images(
 def material_vectors(
     cell_ae: Any, basis_ae: Any, cell: torch.Tensor, basis: torch.Tensor, counts: torch.Tensor
 ) -> torch.Tensor:
-    """``[cell vector | basis vector per element | counts / 20]`` (the generator's input)."""
+    """``[cell vector | basis vector per element | counts / COUNT_SCALE]`` (the generator's input)."""
     import torch
 
     b, c = basis.shape[:2]
     vb = basis_ae.encode(basis.reshape(b * c, 1, *basis.shape[2:])).reshape(b, -1)
-    return torch.cat([cell_ae.encode(cell), vb, counts / 20.0], dim=1)
+    return torch.cat([cell_ae.encode(cell), vb, counts / COUNT_SCALE], dim=1)
+
+
+def vae_weights(s: TrainSettings, in_dim: int, n_elements: int) -> torch.Tensor:
+    """Per-number weights of the VAE's reconstruction loss: ``cell_weight`` on the cell code,
+    ``count_weight`` on the element counts, 1 on the basis codes."""
+    import torch
+
+    w = torch.ones(in_dim)
+    w[: s.cell_latent] = s.cell_weight
+    w[in_dim - n_elements :] = s.count_weight
+    return w
 
 
 # ------------------------------------------------------------- the train loop
@@ -220,7 +266,8 @@ def train_loop(cfg: dict[str, Any]) -> None:
     torch.manual_seed(s.seed)
     gen = torch.Generator().manual_seed(s.seed)
     arrays = {k: torch.as_tensor(v) for k, v in cfg["arrays"].items()}
-    train_idx = torch.as_tensor(cfg["split"]["train"])
+    train_idx = torch.as_tensor(cfg["split"]["train"])  # stored cells: the autoencoders' rows
+    vae_idx = torch.as_tensor(cfg["vae_train"])  # plus the other cell settings, if any
     wrap = (lambda m: prepare_model(m)) if world > 1 else (lambda m: m.to(device))
     cell_ae = ConvAutoencoder(spec.cell_grid, s.cell_latent, s.width).to(device)
     basis_ae = ConvAutoencoder(spec.basis_grid, s.basis_latent, s.width).to(device)
@@ -276,12 +323,11 @@ def train_loop(cfg: dict[str, Any]) -> None:
     vae = wrap(vae_mod)
     opt = torch.optim.Adam(vae.parameters(), lr=s.lr)
     sched = _cosine(opt, s.epochs_vae, s.lr_final)
-    weight = torch.ones(xn.shape[1], device=device)
-    weight[: s.cell_latent] = s.cell_weight
+    weight = vae_weights(s, xn.shape[1], len(spec.elements)).to(device)
     for epoch in range(s.epochs_vae):
         vae.train()
         parts: list[dict[str, torch.Tensor]] = []  # stays on the device: no host sync per step
-        for idx in _batches(train_idx, s.batch_size, world, rank, gen):
+        for idx in _batches(vae_idx, s.batch_size, world, rank, gen):
             idx_d = idx.to(device)
             loss, part = vae_loss(xn[idx_d], vae(xn[idx_d]), stable[idx_d], s.beta, s.gamma, weight)
             opt.zero_grad()
@@ -297,7 +343,7 @@ def train_loop(cfg: dict[str, Any]) -> None:
             report(m)
     vae_mod.eval()
     with torch.no_grad():
-        mu = vae_mod.encode(xn)[0].cpu().numpy()
+        mu = vae_mod.encode(xn[: cfg["n_rows"]])[0].cpu().numpy()  # the dataset rows only
         test = torch.as_tensor(cfg["split"]["test"], device=device)
         acc = float(
             (
@@ -337,13 +383,21 @@ def train_generator(
     if limit is not None:
         table = table.slice(0, limit)
     spec = ImageSpec(**{**settings.spec, "elements": tuple(settings.spec["elements"])})
-    rows = table_to_rows(table)
-    arrays = structure_tensors([row_structure(r) for r in rows], spec, max_atoms=20)
+    structures = [row_structure(r) for r in table_to_rows(table)]
     split = split_indices(table, settings.test_fraction, settings.hold_out_known, settings.seed)
     if len(split["train"]) < 2:
         raise GenError(f"only {len(split['train'])} training rows; need at least 2")
+    extra, origin = cyclic_cells(structures, split["train"], settings.cell_settings, spec)
+    arrays = structure_tensors(structures + extra, spec, max_atoms=20)
     stable = np.asarray(table["stable"].to_pylist(), dtype=bool)
-    cfg = {"settings": asdict(settings), "arrays": arrays, "split": split, "stable": stable}
+    cfg = {
+        "settings": asdict(settings),
+        "arrays": arrays,
+        "split": split,
+        "vae_train": np.concatenate([split["train"], len(structures) + np.arange(len(extra))]),
+        "n_rows": len(structures),
+        "stable": np.concatenate([stable, stable[origin]]),
+    }
     if settings.autoencoders_from:
         cfg["autoencoders"] = reused_autoencoders(settings)
     out = Path(out)
@@ -411,11 +465,14 @@ def _save_model(
 class Generator:
     """A trained model folder: encode structures to latents, decode latents to structures."""
 
-    def __init__(self, folder: str | os.PathLike[str], device: str = "cpu") -> None:
+    def __init__(self, folder: str | os.PathLike[str], device: str = "auto") -> None:
+        """Load a model folder onto ``device`` (``"auto"``: CUDA when there is one, else CPU)."""
         import torch
 
         from crystalspace.gen.models import ConvAutoencoder, MaterialsVAE
 
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
         f = Path(folder)
         if not (f / "weights.pt").exists():
             raise GenError(
@@ -468,11 +525,12 @@ class Generator:
                 .numpy()
             )
 
-    def decode_images(self, z: np.ndarray, batch: int = 32) -> tuple[np.ndarray, np.ndarray]:
-        """Cell (K, m,m,m) and basis (K, C, n,n,n) images of latent points."""
+    def decode_images(self, z: np.ndarray, batch: int = 32) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Cell (K, m,m,m) and basis (K, C, n,n,n) images of latent points, and the atom counts
+        per element (K, C) decoded from the material vector's count entries."""
         import torch
 
-        cells, bases = [], []
+        cells, bases, counts = [], [], []
         c = len(self.spec.elements)
         with torch.no_grad():
             for i in range(0, len(z), batch):
@@ -483,10 +541,11 @@ class Generator:
                 vb = x[:, lc : lc + c * lb].reshape(-1, lb)
                 b = self.basis_ae.decode(vb)
                 bases.append(b.reshape(len(zz), c, *b.shape[2:]).cpu().numpy())
-        return np.concatenate(cells), np.concatenate(bases)
+                counts.append((x[:, lc + c * lb :] * COUNT_SCALE).cpu().numpy())
+        return np.concatenate(cells), np.concatenate(bases), np.concatenate(counts)
 
-    def reconstruct_images(self, structures: list[Structure]) -> tuple[np.ndarray, np.ndarray]:
-        """Images after encoding and decoding through the whole model (latent means)."""
+    def reconstruct_images(self, structures: list[Structure]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Images and atom counts after encoding and decoding through the whole model (latent means)."""
         return self.decode_images(self.encode(structures))
 
     def autoencode_images(self, structures: list[Structure]) -> tuple[np.ndarray, np.ndarray]:

@@ -142,13 +142,16 @@ def _decode_chunk(
     threshold: float,
     refine: bool,
     min_dist: dict[tuple[str, str], float] | None,
+    counts: np.ndarray | None,
 ) -> list[Structure | None]:
     from crystalspace.gen.images import ImageError, decode_structure
 
     out: list[Structure | None] = []
-    for c, b in zip(cells, bases, strict=True):
+    for k, (c, b) in enumerate(zip(cells, bases, strict=True)):
         try:
-            s, h = decode_structure(c, b, spec, threshold=threshold, refine=refine)
+            s, h = decode_structure(
+                c, b, spec, threshold=threshold, refine=refine, counts=None if counts is None else counts[k]
+            )
         except (ImageError, ValueError, np.linalg.LinAlgError):
             out.append(None)
             continue
@@ -163,11 +166,13 @@ def decode_many(
     threshold: float = 0.3,
     refine: bool = False,
     min_dist: dict[tuple[str, str], float] | None = None,
+    counts: np.ndarray | None = None,
 ) -> list[Structure | None]:
     """Structures from cell and basis images (None where decoding fails), post-processed when
-    ``min_dist`` is given; more than one chunk of images goes to Ray tasks, with progress."""
+    ``min_dist`` is given, each element's peaks picked by ``counts`` (K, C) when given; more than
+    one chunk of images goes to Ray tasks, with progress."""
     if len(cells) <= DECODE_CHUNK:
-        return _decode_chunk(cells, bases, spec, threshold, refine, min_dist)
+        return _decode_chunk(cells, bases, spec, threshold, refine, min_dist, counts)
     import ray
 
     from crystalspace.runtime import as_completed, init_ray
@@ -177,7 +182,13 @@ def decode_many(
     starts = range(0, len(cells), DECODE_CHUNK)
     futures = {
         task.remote(
-            cells[i : i + DECODE_CHUNK], bases[i : i + DECODE_CHUNK], spec, threshold, refine, min_dist
+            cells[i : i + DECODE_CHUNK],
+            bases[i : i + DECODE_CHUNK],
+            spec,
+            threshold,
+            refine,
+            min_dist,
+            None if counts is None else counts[i : i + DECODE_CHUNK],
         ): i
         for i in starts
     }
@@ -186,11 +197,19 @@ def decode_many(
 
 
 def decode_latents(
-    gen: Generator, z: np.ndarray, min_dist: dict[tuple[str, str], float], threshold: float = 0.3
+    gen: Generator,
+    z: np.ndarray,
+    min_dist: dict[tuple[str, str], float],
+    threshold: float = 0.3,
+    by_counts: bool = False,
 ) -> list[Structure | None]:
-    """Structures (post-processed) of latent points; None where decoding fails."""
-    cells, bases = gen.decode_images(z)
-    return decode_many(cells, bases, gen.spec, threshold, min_dist=min_dist)
+    """Structures (post-processed) of latent points; None where decoding fails. ``by_counts``
+    takes each element's atoms as the highest peaks by the decoded atom counts (else every peak
+    above ``threshold``)."""
+    cells, bases, counts = gen.decode_images(z)
+    return decode_many(
+        cells, bases, gen.spec, threshold, min_dist=min_dist, counts=counts if by_counts else None
+    )
 
 
 def mp_vo_formulas(path: str | os.PathLike[str] = MP_VO_SOURCE) -> set[str]:
