@@ -148,7 +148,9 @@ def test_postprocess_merges_overlaps_under_pbc():
 @pytest.mark.slow
 @pytest.mark.integration
 def test_pipeline_end_to_end(ray_session, tmp_path, monkeypatch):
-    from crystalspace.gen import pipeline
+    from crystalspace.gen import pipeline, sample
+
+    monkeypatch.setattr(sample, "DECODE_BLOCK", 16)  # 40 samples decode in 3 blocks of images
 
     cfg = make_gen_config(
         None,

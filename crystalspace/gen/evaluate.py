@@ -76,42 +76,18 @@ def reconstruction(
     intrinsic error), ``"autoencoders"`` (the two image autoencoders) or ``"model"`` (autoencoders
     and the VAE, the study's Table 1). Through the model, ``by_counts`` picks each element's
     peaks by the atom counts the VAE decodes (else every peak above the threshold)."""
-    import torch
-
     from crystalspace.gen.images import cell_errors, match_sites
-    from crystalspace.gen.learn import images, structure_tensors
-    from crystalspace.gen.sample import decode_many
+    from crystalspace.gen.sample import DECODE_BLOCK, decode_many
 
     if through not in ("images", "autoencoders", "model"):
         raise ValueError(f"through must be 'images', 'autoencoders' or 'model', got {through!r}")
-    cell_imgs, basis_imgs, count_arrs = [], [], []
-    for i in range(0, len(structures), batch):
-        chunk = structures[i : i + batch]
-        if through == "model":
-            cells, bases, counts = gen.reconstruct_images(chunk)
-            count_arrs.append(counts)
-        elif through == "autoencoders":
-            cells, bases = gen.autoencode_images(chunk)
-        else:
-            arr = {
-                k: torch.as_tensor(v, dtype=torch.float64 if k in ("metric", "pos") else None)
-                for k, v in structure_tensors(chunk, gen.spec).items()
-            }
-            c, b = images(arr, torch.arange(len(chunk)), gen.spec, "cpu")
-            cells, bases = c[:, 0].numpy(), b.numpy()
-        cell_imgs.append(cells)
-        basis_imgs.append(bases)
-    decoded = (
-        decode_many(
-            np.concatenate(cell_imgs),
-            np.concatenate(basis_imgs),
-            gen.spec,
-            refine=refine,
-            counts=np.concatenate(count_arrs) if count_arrs and by_counts else None,
-        )
-        if structures
-        else []
-    )
+    decoded: list[Structure | None] = []
+    for start in range(0, len(structures), DECODE_BLOCK):  # bounded memory: 2 MB of images a row
+        block = structures[start : start + DECODE_BLOCK]
+        parts = [_images_through(gen, block[i : i + batch], through) for i in range(0, len(block), batch)]
+        cells, bases, counts = (np.concatenate(p) for p in zip(*parts, strict=True))
+        use_counts = by_counts and through == "model"
+        decoded += decode_many(cells, bases, gen.spec, refine=refine, counts=counts if use_counts else None)
     cell_err, pos_err, full, count_ok = [], [], 0, 0
     for s, dec in zip(structures, decoded, strict=True):
         if dec is None:
@@ -136,6 +112,27 @@ def reconstruction(
         "counts_match": count_ok,
         "fully_reconstructed": full,
     }
+
+
+def _images_through(
+    gen: Generator, structures: list[Structure], through: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Cell and basis images of ``structures`` after passing ``through`` (see :func:`reconstruction`),
+    and atom counts: decoded by the VAE through the model, the structures' own otherwise."""
+    import torch
+
+    from crystalspace.gen.learn import images, structure_tensors
+
+    if through == "model":
+        return gen.reconstruct_images(structures)
+    arr = structure_tensors(structures, gen.spec)
+    if through == "autoencoders":
+        return (*gen.autoencode_images(structures), arr["counts"])
+    t = {
+        k: torch.as_tensor(v, dtype=torch.float64 if k in ("metric", "pos") else None) for k, v in arr.items()
+    }
+    c, b = images(t, torch.arange(len(structures)), gen.spec, "cpu")
+    return c[:, 0].numpy(), b.numpy(), arr["counts"]
 
 
 # ------------------------------------------------------------- rediscovery

@@ -133,6 +133,7 @@ def v_oxidation_state(s: Structure) -> float | None:
 
 
 DECODE_CHUNK = 32  # images per Ray task: the peak search is pure CPU, ~0.1 s per 64³ structure
+DECODE_BLOCK = 512  # structures whose images are held at once (2 MB each at the study's grids)
 
 
 def _decode_chunk(
@@ -206,10 +207,13 @@ def decode_latents(
     """Structures (post-processed) of latent points; None where decoding fails. ``by_counts``
     takes each element's atoms as the highest peaks by the decoded atom counts (else every peak
     above ``threshold``)."""
-    cells, bases, counts = gen.decode_images(z)
-    return decode_many(
-        cells, bases, gen.spec, threshold, min_dist=min_dist, counts=counts if by_counts else None
-    )
+    out: list[Structure | None] = []
+    for start in range(0, len(z), DECODE_BLOCK):  # bounded memory: 2 MB of images a point
+        cells, bases, counts = gen.decode_images(z[start : start + DECODE_BLOCK])
+        out += decode_many(
+            cells, bases, gen.spec, threshold, min_dist=min_dist, counts=counts if by_counts else None
+        )
+    return out
 
 
 def mp_vo_formulas(path: str | os.PathLike[str] = MP_VO_SOURCE) -> set[str]:
