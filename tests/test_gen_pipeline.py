@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-from pymatgen.core import Lattice, Structure
+from pymatgen.core import Composition, Lattice, Structure
 from typer.testing import CliRunner
 
 from crystalspace.cli import app
@@ -227,6 +227,24 @@ def test_pipeline_end_to_end(ray_session, tmp_path, monkeypatch):
     with pytest.raises(NonFiniteLossError, match=r"non-finite loss .* cell autoencoder, epoch 0"):
         train_generator(cfg.data_dir, tmp_path / "model_nan", diverging)
     assert not (tmp_path / "model_nan").exists()
+
+    # Slerp end points span the compositions: each stable valid composition before any repeats.
+    from crystalspace.gen.learn import Generator
+    from crystalspace.gen.sample import anchor_indices
+
+    g = Generator(cfg.model_dir)
+    lat = g.latents
+    anchors = anchor_indices(g, 6)
+    topped_up = [
+        str(f) for i, f in zip(anchors, lat["formula"][anchors], strict=True) if not lat["known_vo"][i]
+    ]
+    valid = {
+        str(f)
+        for f, st in zip(lat["formula"], lat["stable"], strict=True)
+        if st and 2 <= 2 * Composition(f)["O"] / max(Composition(f)["V"], 1e-9) <= 5
+    }
+    assert set(topped_up) <= valid
+    assert len(set(topped_up)) == min(len(topped_up), len(valid))
 
     sample = ["gen", "sample", "--n", "40", "--method", "slerp", "--out", str(tmp_path / "samples")]
     sample += ["--set", f"model_dir={cfg.model_dir}", "--set", f"data_dir={cfg.data_dir}"]

@@ -50,17 +50,35 @@ def slerp(z0: np.ndarray, z1: np.ndarray, t: float) -> np.ndarray:
 
 
 def anchor_indices(gen: Generator, k: int = 31) -> np.ndarray:
-    """End points for slerp: the known V–O materials, topped up with the stable training rows the
-    classifier is most sure of (the study used its 31 known V–O structures)."""
+    """End points for slerp: the known V–O materials (the study used its 31 known V–O structures),
+    topped up with stable rows of valid V oxidation state taken across compositions, the one the
+    classifier is surest of in each composition first (the surest rows alone are nearly all VO,
+    and slerp between VO and VO yields VO)."""
     lat = gen.latents
     known = np.flatnonzero(lat["known_vo"] & lat["stable"])
     if len(known) >= k:
         return known[:k]
-    stable = np.setdiff1d(np.flatnonzero(lat["stable"]), known)
-    if len(stable) == 0:
-        stable = np.setdiff1d(np.arange(len(lat["mu"])), known)
-    p = gen.stability(lat["mu"][stable])
-    return np.concatenate([known, stable[np.argsort(-p)][: k - len(known)]])
+    pool = np.setdiff1d(np.flatnonzero(lat["stable"] & _valid_formula(lat["formula"])), known)
+    if len(pool) == 0:
+        pool = np.setdiff1d(np.arange(len(lat["mu"])), known)
+    order = pool[np.argsort(-gen.stability(lat["mu"][pool]), kind="stable")]
+    seen: dict[str, int] = defaultdict(int)
+    rank = np.empty(len(order), dtype=np.int64)  # how many surer rows share the composition
+    for j, i in enumerate(order):
+        rank[j] = seen[lat["formula"][i]]
+        seen[lat["formula"][i]] += 1
+    return np.concatenate([known, order[np.argsort(rank, kind="stable")][: k - len(known)]])
+
+
+def _valid_formula(formulas: np.ndarray) -> np.ndarray:
+    """Whether each V–O formula's V oxidation state (with O²⁻) lies in :data:`V_OX_RANGE`."""
+    from pymatgen.core import Composition
+
+    ok = {}
+    for f in set(formulas.tolist()):
+        c = Composition(f)
+        ok[f] = c["V"] > 0 and V_OX_RANGE[0] <= 2 * c["O"] / c["V"] <= V_OX_RANGE[1]
+    return np.array([ok[f] for f in formulas.tolist()], dtype=bool)
 
 
 def sample_latents(
