@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from pymatgen.core import Lattice, Structure
 
 from crystalspace.gen.images import (
@@ -20,6 +21,7 @@ from crystalspace.gen.images import (
     encode_structure,
     find_peaks,
     match_sites,
+    render_cells,
 )
 
 SOURCE = Path(__file__).parent / "data" / "gen_subset" / "mp_binary_docs.jsonl.gz"  # first 80 MP binaries
@@ -92,6 +94,10 @@ def test_errors_are_clear():
         encode_structure(s, spec)
     with pytest.raises(ImageError, match="fewer than 6"):
         decode_cell(np.zeros((32, 32, 32)))
+    # A decoded image whose angles cannot close a cell (β + γ < α), as random latents can give.
+    g = torch.tensor([[[9.0, 8.9, 8.9], [8.9, 9.0, -8.9], [8.9, -8.9, 9.0]]], dtype=torch.float64)
+    with pytest.raises(ImageError, match="degenerate lattice"):
+        decode_cell(render_cells(g, 32, 2.0)[0, 0].numpy())
 
 
 def test_decode_many_in_ray_tasks_keeps_order_and_marks_failures(ray_session, monkeypatch):

@@ -112,9 +112,18 @@ def decode_cell(
         0.999,
     )
     alpha, beta, gamma = np.degrees(np.arccos(cos))
-    return Lattice.from_parameters(
+    lattice = Lattice.from_parameters(
         float(lengths[0]), float(lengths[1]), float(lengths[2]), alpha, beta, gamma
     )
+    if not lattice.volume > MIN_RELATIVE_VOLUME * np.prod(lengths):  # NaN too
+        raise ImageError(
+            f"cell image decodes to a degenerate lattice (α, β, γ = {alpha:.1f}°, {beta:.1f}°, {gamma:.1f}°)"
+        )
+    return lattice
+
+
+#: A decoded cell with volume below this fraction of a·b·c is flat (its angles cannot close a cell).
+MIN_RELATIVE_VOLUME = 0.01
 
 
 # --------------------------------------------------------------- basis image

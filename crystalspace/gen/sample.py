@@ -167,14 +167,13 @@ def _decode_chunk(
 
     out: list[Structure | None] = []
     for k, (c, b) in enumerate(zip(cells, bases, strict=True)):
-        try:
+        try:  # one undecodable image costs its structure, not the run
             s, h = decode_structure(
                 c, b, spec, threshold=threshold, refine=refine, counts=None if counts is None else counts[k]
             )
+            out.append(s if min_dist is None else postprocess(s, h, min_dist) if len(s) else None)
         except (ImageError, ValueError, np.linalg.LinAlgError):
             out.append(None)
-            continue
-        out.append(s if min_dist is None else postprocess(s, h, min_dist) if len(s) else None)
     return out
 
 
