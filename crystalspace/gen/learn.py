@@ -327,8 +327,8 @@ def train_loop(cfg: dict[str, Any]) -> None:
     for epoch in range(s.epochs_vae):
         vae.train()
         parts: list[dict[str, torch.Tensor]] = []  # stays on the device: no host sync per step
-        for idx in _batches(vae_idx, s.batch_size, world, rank, gen):
-            idx_d = idx.to(device)
+        epoch_idx = torch.cat(_batches(vae_idx, s.batch_size, world, rank, gen)).to(device)  # one copy
+        for idx_d in epoch_idx.split(s.batch_size):
             loss, part = vae_loss(xn[idx_d], vae(xn[idx_d]), stable[idx_d], s.beta, s.gamma, weight)
             opt.zero_grad()
             loss.backward()
