@@ -81,12 +81,12 @@ def reconstruction(
 
     if through not in ("images", "autoencoders", "model"):
         raise ValueError(f"through must be 'images', 'autoencoders' or 'model', got {through!r}")
+    use_counts = by_counts and through == "model"
     decoded: list[Structure | None] = []
     for start in range(0, len(structures), DECODE_BLOCK):  # bounded memory: 2 MB of images a row
         block = structures[start : start + DECODE_BLOCK]
         parts = [_images_through(gen, block[i : i + batch], through) for i in range(0, len(block), batch)]
         cells, bases, counts = (np.concatenate(p) for p in zip(*parts, strict=True))
-        use_counts = by_counts and through == "model"
         decoded += decode_many(cells, bases, gen.spec, refine=refine, counts=counts if use_counts else None)
     cell_err, pos_err, full, count_ok = [], [], 0, 0
     for s, dec in zip(structures, decoded, strict=True):

@@ -25,7 +25,7 @@ from crystalspace.gen.errors import GenError
 from crystalspace.runtime import shared_data
 
 if TYPE_CHECKING:
-    from pymatgen.core import Structure
+    from pymatgen.core import Composition, Structure
 
     from crystalspace.gen.images import ImageSpec
     from crystalspace.gen.learn import Generator
@@ -74,10 +74,7 @@ def _valid_formula(formulas: np.ndarray) -> np.ndarray:
     """Whether each V–O formula's V oxidation state (with O²⁻) lies in :data:`V_OX_RANGE`."""
     from pymatgen.core import Composition
 
-    ok = {}
-    for f in set(formulas.tolist()):
-        c = Composition(f)
-        ok[f] = c["V"] > 0 and V_OX_RANGE[0] <= 2 * c["O"] / c["V"] <= V_OX_RANGE[1]
+    ok = {f: valid_v_ox(v_oxidation_state(Composition(f))) for f in set(formulas.tolist())}
     return np.array([ok[f] for f in formulas.tolist()], dtype=bool)
 
 
@@ -143,11 +140,18 @@ def postprocess(s: Structure, heights: np.ndarray, min_dist: dict[tuple[str, str
     return out
 
 
-def v_oxidation_state(s: Structure) -> float | None:
-    """Mean V oxidation state with O²⁻ (None without V)."""
-    el = s.composition.get_el_amt_dict()
+def v_oxidation_state(s: Structure | Composition) -> float | None:
+    """Mean V oxidation state with O²⁻ of a structure or composition (None without V)."""
+    from pymatgen.core import Structure
+
+    el = (s.composition if isinstance(s, Structure) else s).get_el_amt_dict()
     n_v, n_o = el.get("V", 0.0), el.get("O", 0.0)
     return 2 * n_o / n_v if n_v else None
+
+
+def valid_v_ox(ox: float | None) -> bool:
+    """Whether a V oxidation state lies in :data:`V_OX_RANGE` (the study's +2..+5)."""
+    return ox is not None and V_OX_RANGE[0] <= ox <= V_OX_RANGE[1]
 
 
 DECODE_CHUNK = 32  # images per Ray task: the peak search is pure CPU, ~0.1 s per 64³ structure
@@ -279,10 +283,7 @@ def classify(
                 formula=f,
                 nsites=len(s),
                 v_ox=ox,
-                valid_ox=ox is not None
-                and V_OX_RANGE[0] <= ox <= V_OX_RANGE[1]
-                and "O" in f
-                and len(s) <= max_sites,
+                valid_ox=valid_v_ox(ox) and "O" in f and len(s) <= max_sites,
             )
             r["known_in"] = "MP" if f in mp_formulas else "VO dataset" if f in vo_formulas else "new"
             if r["valid_ox"]:
