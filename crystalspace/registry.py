@@ -34,6 +34,33 @@ class RegistryError(UserError, ValueError):
     """A registry entry that is missing, incomplete or would be overwritten."""
 
 
+class UnsafeFileError(UserError, ValueError):
+    """A tensor file that ``torch.load(weights_only=True)`` refuses (it is never loaded otherwise)."""
+
+
+def load_tensors(path: str | os.PathLike[str], map_location: Any = "cpu", remedy: str = "") -> Any:
+    """``torch.load(path, weights_only=True)``: tensors, plain containers, numbers and strings only.
+
+    A file that needs anything else (a Python object from an older save, or a crafted file that
+    would run code when unpacked) is refused with one :class:`UnsafeFileError` line, ending in
+    ``remedy`` when given. Every weights or checkpoint file in crystalspace is read through here.
+    """
+    import torch
+
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except OSError:
+        raise
+    except Exception as exc:  # torch's refusal (an unpickling error) or a corrupt file
+        text = str(exc).strip()
+        m = re.search(r"GLOBAL ([\w.]+)", text)
+        why = f"it holds the Python object {m[1]}" if m else (text.splitlines() or [type(exc).__name__])[0]
+        tail = f"; {remedy}" if remedy else ""
+        raise UnsafeFileError(
+            f"{path} cannot be read with torch.load(weights_only=True): {why}{tail}"
+        ) from None
+
+
 @dataclass(frozen=True)
 class Entry:
     """One saved model: its directory, config and metrics (weights load on demand)."""
@@ -48,9 +75,8 @@ class Entry:
 
     def state_dict(self, map_location: str = "cpu") -> dict[str, Any]:
         """The saved weights."""
-        import torch
-
-        return torch.load(self.path / "model.pt", map_location=map_location, weights_only=True)
+        state: dict[str, Any] = load_tensors(self.path / "model.pt", map_location)
+        return state
 
     def card(self) -> str:
         return (self.path / "card.md").read_text()

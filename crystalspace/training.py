@@ -211,7 +211,8 @@ def report_epoch(metrics: dict[str, Any], state: dict[str, Any] | None = None) -
     """Report one epoch's metrics from every worker; rank 0 attaches ``state`` as a checkpoint.
 
     The state is saved with ``torch.save`` into a temporary directory that Ray then persists, so
-    an interrupted save never becomes the checkpoint a run resumes from.
+    an interrupted save never becomes the checkpoint a run resumes from. It must hold only tensors
+    and plain values (dicts, lists, numbers, strings): it is read back with ``weights_only=True``.
     """
     import ray.train
     import torch
@@ -309,12 +310,11 @@ def latest_state() -> dict[str, Any] | None:
 
 
 def _load_state(checkpoint: Any) -> dict[str, Any]:
-    import torch
+    """A checkpoint's state, read with ``weights_only=True`` (tensors and plain values only)."""
+    from crystalspace.registry import load_tensors
 
     with checkpoint.as_directory() as d:
-        state: dict[str, Any] = torch.load(
-            os.path.join(d, STATE_FILE), map_location="cpu", weights_only=False
-        )
+        state: dict[str, Any] = load_tensors(os.path.join(d, STATE_FILE))
     return state
 
 

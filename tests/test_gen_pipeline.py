@@ -211,7 +211,7 @@ def test_pipeline_end_to_end(ray_session, tmp_path, monkeypatch):
     latents = np.load(tmp_path / "model_vae_only" / "latents.npz")
     assert len(latents["mu"]) == len(latents["ids"]) == counts["structures"]
     old, new = (
-        torch.load(d / "weights.pt", weights_only=False)
+        torch.load(d / "weights.pt", weights_only=True)
         for d in (tmp_path / "model", tmp_path / "model_vae_only")
     )
     assert all(torch.equal(old["cell_ae"][k], new["cell_ae"][k]) for k in old["cell_ae"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -9,6 +10,15 @@ from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 
 from crystalspace.csp.data import Entry
 from crystalspace.csp.features import composition_vector, species_of
+from crystalspace.errors import UserError
+
+# The one type in a saved pair of forests that skops does not trust by default (its
+# ``get_untrusted_types`` reports exactly this); anything else in a file is refused.
+TRUSTED_TYPES = ["sklearn.tree._tree.Tree"]
+
+
+class LatticeFileError(UserError, ValueError):
+    """A lattice-model file that skops refuses (a type outside the trusted list) or cannot read."""
 
 
 @dataclass
@@ -38,6 +48,31 @@ class LatticeModel:
         self.reg.fit(x, y)
         self.clf.fit(x, sg)
         return self
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write both forests with skops (a format that runs no code when read back)."""
+        import skops.io as sio
+
+        sio.dump({"reg": self.reg, "clf": self.clf}, path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> LatticeModel:
+        """Read what :meth:`save` wrote, trusting only sklearn's tree type beyond skops' defaults."""
+        import skops.io as sio
+
+        try:
+            forests = sio.load(path, trusted=TRUSTED_TYPES)
+        except Exception as exc:  # untrusted types or a corrupt file
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise LatticeFileError(
+                f"{path}: not a lattice model this version can read safely ({first})"
+            ) from None
+        reg, clf = (forests.get("reg"), forests.get("clf")) if isinstance(forests, dict) else (None, None)
+        if not (isinstance(reg, RandomForestRegressor) and isinstance(clf, RandomForestClassifier)):
+            raise LatticeFileError(f"{path}: not a lattice model (expected two random forests)")
+        model = cls()
+        model.reg, model.clf = reg, clf
+        return model
 
     def predict(self, zs: list[int]) -> LatticeGuess:
         x = composition_vector(zs)[None]

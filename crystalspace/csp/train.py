@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -15,13 +14,22 @@ import torch
 
 from crystalspace.csp.data import Entry
 from crystalspace.csp.features import Standardiser, encode, species_of
+from crystalspace.csp.lattice import LatticeModel
 from crystalspace.csp.model import DistanceNet, NetConfig
 from crystalspace.csp.target import Bins, distance_matrix, metrics, pair_mask
 from crystalspace.errors import UserError
+from crystalspace.registry import load_tensors
+
+BUNDLE_FORMAT = 2  # 1: the old aux.pkl bundles, refused on load
+_RETRAIN = "retrain it: `crystalspace csp train --config pipelines/configs/csp_small.yaml --model-dir DIR`"
 
 
 class ModelMissingError(UserError, FileNotFoundError):
     """No trained CSP model in the given directory."""
+
+
+class OldBundleError(UserError, ValueError):
+    """A CSP model folder written by an older version (an ``aux.pkl`` file), which is never read."""
 
 
 @dataclass
@@ -183,7 +191,7 @@ def train_ray(
         raise RuntimeError(f"Ray Train produced no checkpoint: {result.error}")
     model = DistanceNet(NetConfig(n_out=bins.n if bins else 1, **cfg.net))
     with result.checkpoint.as_directory() as d:
-        model.load_state_dict(torch.load(os.path.join(d, "model.pt"), map_location="cpu"))
+        model.load_state_dict(load_tensors(os.path.join(d, "model.pt")))
     final = result.metrics or {}
     return model, {k: float(final[k]) for k in ("mse", "rmse", "overlap")}
 
@@ -194,15 +202,24 @@ def save_bundle(
     cfg: TrainConfig,
     bins: Bins | None,
     std: Standardiser,
-    lattice: Any,
+    lattice: LatticeModel,
     info: dict[str, Any],
 ) -> None:
-    """Write model + bins + standardiser + lattice model atomically to directory ``path``."""
+    """Write the bundle atomically to directory ``path``: ``model.pt`` (the network's state dict),
+    ``config.json`` (train and net settings, bins, standardiser), ``lattice.skops`` (the forests)
+    and ``info.json`` (metrics). Nothing in it runs code when loaded."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
     torch.save(model.state_dict(), tmp / "model.pt")
-    with open(tmp / "aux.pkl", "wb") as f:
-        pickle.dump({"cfg": cfg, "bins": bins, "std": std, "lattice": lattice, "net": model.cfg}, f)
+    config = {
+        "format": BUNDLE_FORMAT,
+        "train": asdict(cfg),
+        "net": model.cfg.to_dict(),
+        "bins": None if bins is None else {"lo": bins.lo, "hi": bins.hi, "n": bins.n},
+        "standardiser": {"mean": std.mean.tolist(), "std": std.std.tolist()},
+    }
+    (tmp / "config.json").write_text(json.dumps(config, indent=1))
+    lattice.save(tmp / "lattice.skops")
     (tmp / "info.json").write_text(json.dumps(info, indent=2))
     if path.exists():
         import shutil
@@ -212,16 +229,32 @@ def save_bundle(
 
 
 def load_bundle(path: Path) -> dict[str, Any]:
-    """Load what :func:`save_bundle` wrote; clear error if nothing is there."""
-    if not (path / "model.pt").exists():
+    """Load what :func:`save_bundle` wrote (keys ``cfg``, ``bins``, ``std``, ``lattice``, ``net``,
+    ``model``, ``info``); one-line errors for an empty folder or an old ``aux.pkl`` bundle."""
+    if (path / "aux.pkl").exists() and not (path / "config.json").exists():
+        raise OldBundleError(
+            f"{path} holds a CSP model saved by an older crystalspace in pickle format (aux.pkl), "
+            f"which is never loaded (it could run code); {_RETRAIN.replace('DIR', str(path))}"
+        )
+    if not all((path / f).exists() for f in ("model.pt", "config.json", "lattice.skops")):
         raise ModelMissingError(
             f"no trained CSP model in {path}; run `crystalspace csp train --config pipelines/configs/csp_small.yaml` first (a few minutes on CPU)"
         )
-    with open(path / "aux.pkl", "rb") as f:
-        aux: dict[str, Any] = pickle.load(f)
-    model = DistanceNet(aux["net"])
-    model.load_state_dict(torch.load(path / "model.pt", map_location="cpu"))
+    config = json.loads((path / "config.json").read_text())
+    net = NetConfig(**config["net"])
+    model = DistanceNet(net)
+    model.load_state_dict(load_tensors(path / "model.pt", remedy=_RETRAIN.replace("DIR", str(path))))
     model.eval()
-    aux["model"] = model
-    aux["info"] = json.loads((path / "info.json").read_text())
-    return aux
+    b = config["bins"]
+    st = config["standardiser"]
+    return {
+        "cfg": TrainConfig(**config["train"]),
+        "bins": None if b is None else Bins(float(b["lo"]), float(b["hi"]), int(b["n"])),
+        "std": Standardiser(
+            np.asarray(st["mean"], dtype=np.float64), np.asarray(st["std"], dtype=np.float64)
+        ),
+        "lattice": LatticeModel.load(path / "lattice.skops"),
+        "net": net,
+        "model": model,
+        "info": json.loads((path / "info.json").read_text()),
+    }

@@ -361,7 +361,7 @@ def train_loop(cfg: dict[str, Any]) -> None:
         "vae": {k: v.cpu() for k, v in vae_mod.state_dict().items()},
         "mean": mean.cpu(),
         "std": std.cpu(),
-        "mu": mu,
+        "mu": torch.from_numpy(mu),  # tensors, not numpy: the state loads with weights_only=True
         "history": history,
         "in_dim": int(xn.shape[1]),
     }
@@ -417,8 +417,6 @@ def train_generator(
 def reused_autoencoders(settings: TrainSettings) -> dict[str, Any]:
     """The image autoencoders of the model folder ``settings.autoencoders_from``, checked to have
     the sizes and image settings of ``settings`` (a VAE-only retrain, e.g. a β sweep)."""
-    import torch
-
     f = Path(str(settings.autoencoders_from))
     if not (f / "weights.pt").exists():
         raise GenError(f"autoencoders_from: no trained model in {f}")
@@ -429,8 +427,22 @@ def reused_autoencoders(settings: TrainSettings) -> dict[str, Any]:
             raise GenError(
                 f"autoencoders_from {f}: its {key} {old.get(key)} differs from this config's {new[key]}"
             )
-    w = torch.load(f / "weights.pt", map_location="cpu", weights_only=False)
+    w = load_weights(f, "cpu")
     return {"cell_ae": w["cell_ae"], "basis_ae": w["basis_ae"]}
+
+
+def load_weights(folder: Path, device: Any = "cpu") -> dict[str, Any]:
+    """The folder's ``weights.pt``, read with ``weights_only=True``; an older or crafted file that
+    holds Python objects is refused with one :class:`~crystalspace.registry.UnsafeFileError` line."""
+    from crystalspace.registry import load_tensors
+
+    retrain = "retrain it with `crystalspace gen train`"
+    w = load_tensors(
+        folder / "weights.pt", device, remedy=f"saved by an older crystalspace or not a gen model; {retrain}"
+    )
+    if not isinstance(w, dict) or not {"cell_ae", "basis_ae", "vae", "mean", "std"} <= w.keys():
+        raise GenError(f"{folder / 'weights.pt'}: not the weights of a gen model; {retrain}")
+    return w
 
 
 def _save_model(
@@ -448,7 +460,7 @@ def _save_model(
     arrays: dict[str, Any] = {f"split_{k}": v for k, v in split.items()}
     np.savez(
         tmp / "latents.npz",
-        mu=state["mu"],
+        mu=state["mu"].numpy(),
         ids=np.array(table["id"].to_pylist()),
         formula=np.array(table["formula"].to_pylist()),
         stable=np.asarray(table["stable"].to_pylist(), bool),
@@ -481,7 +493,7 @@ class Generator:
         cfg = json.loads((f / "config.json").read_text())
         self.settings = TrainSettings(**cfg["settings"])
         self.spec = ImageSpec(**{**self.settings.spec, "elements": tuple(self.settings.spec["elements"])})
-        w = torch.load(f / "weights.pt", map_location=device, weights_only=False)
+        w = load_weights(f, device)
         s = self.settings
         self.cell_ae = ConvAutoencoder(self.spec.cell_grid, s.cell_latent, s.width)
         self.basis_ae = ConvAutoencoder(self.spec.basis_grid, s.basis_latent, s.width)

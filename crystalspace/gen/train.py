@@ -41,7 +41,8 @@ def fit(
 
 
 def report(metrics: dict[str, Any], state: dict[str, Any] | None = None) -> None:
-    """Report metrics from every worker; rank 0 attaches ``state`` (torch-saved) as the checkpoint."""
+    """Report metrics from every worker; rank 0 attaches ``state`` (torch-saved; tensors and plain
+    values only, as it is read back with ``weights_only=True``) as the checkpoint."""
     import ray.train
     import torch
 
@@ -54,13 +55,14 @@ def report(metrics: dict[str, Any], state: dict[str, Any] | None = None) -> None
 
 
 def checkpoint_state(result: Any) -> dict[str, Any]:
-    """The state dict saved by :func:`report` in the run's last checkpoint."""
-    import torch
+    """The state dict saved by :func:`report` in the run's last checkpoint (tensors and plain values)."""
+    from crystalspace.registry import load_tensors
 
     if result.checkpoint is None:
         raise RuntimeError("training finished without a checkpoint")
     with result.checkpoint.as_directory() as d:
-        return torch.load(Path(d) / "state.pt", map_location="cpu", weights_only=False)
+        state: dict[str, Any] = load_tensors(Path(d) / "state.pt")
+        return state
 
 
 def worker_info() -> tuple[int, int, Any]:

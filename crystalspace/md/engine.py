@@ -169,7 +169,8 @@ class ReplicaBatch:
         s.positions, s.momenta = ckpt["positions"].to(self.device), ckpt["momenta"].to(self.device)
         s.energy, s.forces = ckpt["energy"].to(self.device), ckpt["forces"].to(self.device)
         self.nhc.eta, self.nhc.p_eta = ckpt["eta"].to(self.device), ckpt["p_eta"].to(self.device)
-        self.active, self.reasons, self.stopped_at = ckpt["active"], ckpt["reasons"], ckpt["stopped_at"]
+        self.active = np.asarray(ckpt["active"], dtype=bool)
+        self.reasons, self.stopped_at = list(ckpt["reasons"]), list(ckpt["stopped_at"])
         self.step = int(ckpt["step"])
         self.gen.set_state(ckpt["rng"])
         self.writer.truncate_after(self.step)
@@ -181,7 +182,7 @@ class ReplicaBatch:
         save_checkpoint(self.ckpt_path, {
             "step": self.step, "positions": s.positions.cpu(), "momenta": s.momenta.cpu(),
             "energy": s.energy.cpu(), "forces": s.forces.cpu(), "eta": self.nhc.eta.cpu(),
-            "p_eta": self.nhc.p_eta.cpu(), "active": self.active.copy(), "reasons": list(self.reasons),
+            "p_eta": self.nhc.p_eta.cpu(), "active": self.active.tolist(), "reasons": list(self.reasons),
             "stopped_at": list(self.stopped_at), "rng": self.gen.get_state(),
         })  # fmt: skip
         self.ckpt_path.with_suffix(".step").write_text(str(self.step))  # for the driver's progress
