@@ -25,16 +25,17 @@ from pathlib import Path
 
 import numpy as np
 
+from crystalspace.lake.duck import connect, sql_condition
 from crystalspace.maps.embed import EMBEDDINGS, composition_embedding, load_embedding
-from crystalspace.maps.scale import _SELECT, _duck, embed_selection
+from crystalspace.maps.scale import _SELECT, embed_selection
 
 
 def _sample(lake: str, where: str, rows: int) -> dict[str, np.ndarray]:
     return (
-        _duck()
+        connect(lake)
         .execute(
-            f"SELECT {_SELECT} FROM read_parquet('{lake}/arity=*/z1=*/*.parquet', hive_partitioning = true) "
-            f"WHERE ({where}) ORDER BY hash(formula, 7::BIGINT) LIMIT ?",
+            f"SELECT {_SELECT} FROM compositions WHERE ({sql_condition(where)}) "
+            "ORDER BY hash(formula, 7::BIGINT) LIMIT ?",
             [rows],
         )
         .fetchnumpy()

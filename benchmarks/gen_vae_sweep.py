@@ -37,7 +37,7 @@ def _name(variant: dict[str, Any]) -> str:
 
 
 def main() -> None:
-    from crystalspace.config import make_gen_config
+    from crystalspace.config import make_gen_config, parse_sets
     from crystalspace.gen import pipeline
     from crystalspace.gen.evaluate import dataset_structures
     from crystalspace.gen.learn import Generator, train_generator
@@ -45,7 +45,7 @@ def main() -> None:
 
     a = _args()
     a.out.mkdir(parents=True, exist_ok=True)
-    cfg = make_gen_config(a.config, dict(item.partition("=")[::2] for item in a.set))
+    cfg = make_gen_config(a.config, dict(parse_sets(a.set)))
     init_ray(num_cpus=a.num_cpus)
     t0 = time.perf_counter()
     if not (Path(cfg.data_dir) / "labelled.parquet").exists():

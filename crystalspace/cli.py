@@ -15,7 +15,9 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from crystalspace import __version__
 from crystalspace.csp.cli import app as csp_app
@@ -32,7 +34,11 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 space_app = typer.Typer(help="Enumerate, filter and label compositions.", no_args_is_help=True)
+lake_app = typer.Typer(
+    help="Check a lake's files against its record; repair what is damaged.", no_args_is_help=True
+)
 app.add_typer(space_app, name="space")
+app.add_typer(lake_app, name="lake")
 app.add_typer(mlff_app, name="mlff")
 app.add_typer(md_app, name="md")
 app.add_typer(gen_app, name="gen")
@@ -72,14 +78,9 @@ def _space_config(
     sets: Sequence[str] | None,
     **values: Any,
 ) -> Any:
-    from crystalspace.config import ConfigError, make_space_config
+    from crystalspace.config import make_space_config, parse_sets
 
-    overrides: dict[str, Any] = {}
-    for item in sets or []:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ConfigError(f"--set expects key=value, got {item!r}")
-        overrides[key.strip()] = value.strip()
+    overrides: dict[str, Any] = dict(parse_sets(list(sets or [])))
     overrides.update({k: v for k, v in values.items() if v is not None})
     return make_space_config(config, overrides)
 
@@ -173,8 +174,8 @@ def space_build(
     config: ConfigOpt = None,
     set_: SetOpt = None,
     address: Annotated[str | None, typer.Option(help="Ray cluster address [embedded]")] = None,
-    num_cpus: Annotated[int | None, typer.Option(help="CPUs for the embedded Ray")] = None,
-    max_shards: Annotated[int | None, typer.Option(help="stop after this many new shards")] = None,
+    num_cpus: Annotated[int | None, typer.Option(help="CPUs for the embedded Ray", min=1)] = None,
+    max_shards: Annotated[int | None, typer.Option(help="stop after this many new shards", min=1)] = None,
 ) -> None:
     """Materialise compositions into the Parquet lake (resumes an interrupted build)."""
     from crystalspace.space.build import build_lake
@@ -190,6 +191,12 @@ def space_build(
         rows=rows,
     )
     report = build_lake(cfg, lake, address=address, num_cpus=num_cpus, max_shards=max_shards)
+    _print_build(report)
+
+
+def _print_build(report: Any) -> None:
+    """What a build or repair found and fixed, its totals, and whether the lake is complete."""
+    _print_findings(report.findings, fixed=True)
     table_rows = []
     for k, t in sorted(report.totals.items()):
         table_rows.append(
@@ -205,12 +212,41 @@ def space_build(
                 f"{t['rows']:,}",
             ]
         )
-    console.print(_counts_table(f"lake {lake}", table_rows, ["rows stored"]))
+    console.print(_counts_table(f"lake {report.lake}", table_rows, ["rows stored"]))
     state = "complete" if report.complete else "INCOMPLETE (re-run the same command to resume)"
     console.print(
         f"{report.shards_built} shards built, {report.shards_skipped} already done, "
         f"{report.seconds:.1f} s; lake {state}"
     )
+
+
+_FINDINGS = {
+    "missing": "shard file missing",
+    "truncated": "shard file of the wrong size (truncated or replaced)",
+    "altered": "shard file altered (SHA-256 differs from the record)",
+    "unreadable": "shard file unreadable",
+    "outdated": "format-1 shard file",
+    "foreign": "file of another layout or configuration",
+    "temporary": "temporary file of a killed writer",
+    "legacy": "format-1 counts file",
+    "adopted": "unrecorded shard file, sound",
+    "manifest": "manifest",
+    "record": "shard record",
+}
+_FIXES = {"adopted": "recorded", "manifest": "rebuilt", "record": "rebuilt", "foreign": "removed",
+          "temporary": "removed", "legacy": "removed"}  # fmt: skip
+
+
+def _print_findings(findings: list[Any], fixed: bool) -> None:
+    """One line per kind of finding: how many, an example, and (``fixed``) what was done."""
+    by_kind: dict[str, list[Any]] = {}
+    for f in findings:
+        by_kind.setdefault(f.kind, []).append(f)
+    for kind, items in by_kind.items():
+        action = _FIXES.get(kind, "rebuilt") if fixed else "found"
+        example = f"{items[0].path}: {items[0].detail}"
+        more = f" (and {len(items) - 1} more)" if len(items) > 1 else ""
+        console.print(escape(f"{_FINDINGS.get(kind, kind)}: {len(items)} {action} — {example}{more}"))
 
 
 @space_app.command("explain")
@@ -254,16 +290,63 @@ def space_explain(
         console.print(f"  … {len(neutral) - 20} more")
 
 
+@lake_app.command("verify")
+@user_errors
+def lake_verify(lake: LakeOpt = "lake") -> None:
+    """Check every shard file (size, SHA-256) against the record and every complete arity's totals
+    against the exact counts of the lake's configuration; change nothing (exit 1 if not sound)."""
+    from crystalspace.space.build import verify_lake
+
+    report = verify_lake(lake)
+    _print_findings(report.findings, fixed=False)
+    for arity, a in sorted(report.arities.items()):
+        totals = ", ".join(f"{v:,} {k}" for k, v in a["totals"].items())
+        verdict = ("match" if a["counts_match"] else "DIFFER FROM") + " the exact counts"
+        console.print(
+            f"arity {arity}: {a['shards_done']}/{a['shards_total']} shards; {totals}; "
+            + (verdict if a["complete"] else "INCOMPLETE")
+        )
+    if report.ok:
+        console.print(f"lake {report.lake}: sound")
+        return
+    console.print(f"lake {report.lake}: NOT sound; run `crystalspace lake repair --lake {report.lake}`")
+    raise typer.Exit(1)
+
+
+@lake_app.command("repair")
+@user_errors
+def lake_repair(
+    lake: LakeOpt = "lake",
+    address: Annotated[str | None, typer.Option(help="Ray cluster address [embedded]")] = None,
+    num_cpus: Annotated[int | None, typer.Option(help="CPUs for the embedded Ray", min=1)] = None,
+) -> None:
+    """Check every file in full, remove what is damaged or does not belong, rebuild it from the
+    lake's own configuration, and rewrite the record and manifest (upgrades format-1 lakes)."""
+    from crystalspace.space.build import repair_lake
+
+    _print_build(repair_lake(lake, address=address, num_cpus=num_cpus))
+
+
 def _print_result(result: Any, max_rows: int) -> None:
+    """A query result as a table (values are data, never Rich markup)."""
+    if result.description is None:  # a statement without a result (SET, CREATE VIEW …)
+        console.print("ok")
+        return
     names = [d[0] for d in result.description]
     rows = result.fetchmany(max_rows + 1)
     table = Table()
     for n in names:
-        table.add_column(n)
+        table.add_column(Text(n))
     for r in rows[:max_rows]:
         table.add_row(
             *(
-                "" if v is None else f"{v:,}" if isinstance(v, int) and not isinstance(v, bool) else str(v)
+                Text(
+                    ""
+                    if v is None
+                    else f"{v:,}"
+                    if isinstance(v, int) and not isinstance(v, bool)
+                    else str(v)
+                )
                 for v in r
             )
         )
@@ -278,7 +361,7 @@ def query(
     name: Annotated[str | None, typer.Argument(help="query name (file stem in queries/)")] = None,
     lake: LakeOpt = "lake",
     param: Annotated[list[str] | None, typer.Option("--param", "-p", help="key=value")] = None,
-    max_rows: Annotated[int, typer.Option(help="rows to print")] = 100,
+    max_rows: Annotated[int, typer.Option(help="rows to print", min=0)] = 100,
 ) -> None:
     """Run a named SQL query over the lake (no name: list them)."""
     from crystalspace.lake.duck import connect, query_names, query_params, run_query
@@ -306,11 +389,14 @@ def query(
 def sql(
     statement: str,
     lake: LakeOpt = "lake",
-    max_rows: Annotated[int, typer.Option(help="rows to print")] = 100,
+    max_rows: Annotated[int, typer.Option(help="rows to print", min=0)] = 100,
 ) -> None:
     """Run any SQL over the lake (views: compositions, composition_counts, elements)."""
     from crystalspace.lake.duck import connect
+    from crystalspace.lake.store import LakeError
 
+    if not statement.strip():
+        raise LakeError('empty SQL statement; e.g. crystalspace sql "SELECT count(*) FROM compositions"')
     _print_result(connect(lake).execute(statement), max_rows)
 
 

@@ -12,7 +12,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from crystalspace.chem.elements import MAX_Z, element_table, parse_elements
-from crystalspace.chem.oxidation import DEFAULT_SET
+from crystalspace.chem.oxidation import DEFAULT_SET, NAMED_SETS
 from crystalspace.errors import UserError
 from crystalspace.runtime import shared_data
 from crystalspace.space.combinatorics import MAX_ARITY, MAX_STOICH_LIMIT, MIN_ARITY
@@ -23,6 +23,13 @@ M = TypeVar("M", bound=BaseModel)
 
 class ConfigError(UserError, ValueError):
     """Invalid configuration given by the user."""
+
+
+def path_field(**kwargs: Any) -> Any:
+    """A pydantic field holding a path (or a list of them): relative in a config file means
+    relative to the file. ``names``: values that are names, not paths (``mp``, ``smact14``)."""
+    names = kwargs.pop("names", ())
+    return Field(json_schema_extra={"path": True, "names": list(names)}, **kwargs)
 
 
 RowsMode = Literal["auto", "all", "allowed"]
@@ -38,8 +45,12 @@ class SpaceConfig(BaseModel):
         default=None, description="element pool as atomic numbers (None: all of Z 1..103)"
     )
     limit: int = Field(default=8, description=f"largest stoichiometric factor, 1..{MAX_STOICH_LIMIT}")
-    ox_set: str = Field(default=DEFAULT_SET, description="oxidation-state set name or file")
-    reference: str = Field(default=DEFAULT_REFERENCE, description="known-materials set or file")
+    ox_set: str = path_field(
+        default=DEFAULT_SET, description="oxidation-state set name or file", names=NAMED_SETS
+    )
+    reference: str = path_field(
+        default=DEFAULT_REFERENCE, description="known-materials set or file", names=[DEFAULT_REFERENCE]
+    )
     rows: RowsMode = Field(
         default="auto",
         description="rows written: all compositions, or only allowed+known ones (unlikely rows "
@@ -105,7 +116,7 @@ def make_space_config(file: Path | None = None, overrides: dict[str, Any] | None
 
     ``elements`` may be given as symbols (``"Li,Zn,Sn,O"`` or a list of symbols).
     """
-    data = _read_yaml(file)
+    data = read_config_file(file, SpaceConfig)
     data.update({k: v for k, v in (overrides or {}).items() if v is not None})
     elements = data.get("elements")
     if isinstance(elements, str):
@@ -128,7 +139,7 @@ class MLFFConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    data: str = Field(
+    data: str = path_field(
         default_factory=lambda: shared_data("mlff_reference"), description="reference Parquet dir"
     )
     train_material: str = Field(default="LGPS", description="material the model is trained on")
@@ -156,8 +167,8 @@ class MLFFConfig(BaseModel):
     use_gpu: bool = False
     max_failures: int = Field(default=1, ge=0)
     seed: int = 0
-    out: str = Field(default="runs/mlff", description="run directory (checkpoints, figures)")
-    registry: str = Field(default="runs/registry", description="saved-model registry root")
+    out: str = path_field(default="runs/mlff", description="run directory (checkpoints, figures)")
+    registry: str = path_field(default="runs/registry", description="saved-model registry root")
     dataset_name: str = Field(default="lgps", description="dataset part of the registry name")
 
     def model_hparams(self) -> dict[str, Any]:
@@ -167,10 +178,10 @@ class MLFFConfig(BaseModel):
 
 def make_mlff_config(file: Path | None = None, overrides: dict[str, Any] | None = None) -> MLFFConfig:
     """An `MLFFConfig` from an optional YAML file plus overrides (``key=value`` strings allowed)."""
-    data = _read_yaml(file)
+    data = read_config_file(file, MLFFConfig)
     for key, value in (overrides or {}).items():
         if value is not None:
-            data[key] = load_yaml(value) if isinstance(value, str) else value
+            data[key] = parse_value(key, value) if isinstance(value, str) else value
     return _validated(MLFFConfig, data)
 
 
@@ -179,17 +190,17 @@ class GenConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    source: str = Field(
+    source: str = path_field(
         default_factory=lambda: shared_data("mp_binary_smact", "mp_binary_docs.jsonl.gz"),
         description="MP binaries (JSON lines)",
     )
-    mp_formulas: str = Field(
+    mp_formulas: str = path_field(
         default_factory=lambda: shared_data("mp_id_lists", "mp_ids_union_DERIVED.csv.gz"),
         description="MP composition table (novelty: which V–O formulas MP knows)",
     )
-    data_dir: str = Field(default="gen/data", description="VO dataset folder")
-    model_dir: str = Field(default="gen/model", description="trained model folder")
-    out_dir: str = Field(default="gen/out", description="samples, tables, figures")
+    data_dir: str = path_field(default="gen/data", description="VO dataset folder")
+    model_dir: str = path_field(default="gen/model", description="trained model folder")
+    out_dir: str = path_field(default="gen/out", description="samples, tables, figures")
     limit: int | None = Field(default=None, ge=1, description="source binaries to use (None: all)")
     energy_limit: int | None = Field(
         default=None, ge=1, description="rows to label with energies (None: all)"
@@ -222,12 +233,15 @@ class GenConfig(BaseModel):
 
 def make_gen_config(file: str | Path | None = None, overrides: dict[str, Any] | None = None) -> GenConfig:
     """A `GenConfig` from an optional YAML file plus ``key=value`` overrides (``train.x=...``)."""
-    data = _read_yaml(file)
+    data = read_config_file(file, GenConfig)
+    if file is not None and isinstance(data.get("train"), dict) and data["train"].get("autoencoders_from"):
+        base = Path(file).resolve().parent
+        data["train"]["autoencoders_from"] = _join(data["train"]["autoencoders_from"], base, set())
     for key, value in (overrides or {}).items():
         if value is None:
             continue
         if isinstance(value, str):
-            value = load_yaml(value)
+            value = parse_value(key, value)
         if key.startswith("train."):
             data.setdefault("train", {})[key.removeprefix("train.")] = value
         else:
@@ -240,8 +254,10 @@ class MapsConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    lakes: list[str] = Field(default_factory=lambda: ["lake"], description="lakes; first with an arity wins")
-    out: str = Field(default="maps", description="maps folder")
+    lakes: list[str] = path_field(
+        default_factory=lambda: ["lake"], description="lakes; first with an arity wins"
+    )
+    out: str = path_field(default="maps", description="maps folder")
     arities: tuple[int, ...] = Field(default=(2, 3), description="element counts, 2..4")
     embeddings: list[str] = Field(
         default_factory=lambda: ["magpie", "mat2vec", "megnet16", "oliynyk", "skipatom", "random"]
@@ -255,7 +271,7 @@ class MapsConfig(BaseModel):
 
 def make_maps_config(file: str | Path | None = None, overrides: dict[str, Any] | None = None) -> MapsConfig:
     """A `MapsConfig` from an optional YAML file plus overrides."""
-    data = _read_yaml(file)
+    data = read_config_file(file, MapsConfig)
     data.update({k: v for k, v in (overrides or {}).items() if v is not None})
     if isinstance(data.get("arities"), str | int):
         data["arities"] = parse_arities(str(data["arities"]))
@@ -276,14 +292,85 @@ def load_yaml(text: str) -> Any:
     return yaml.load(text, Loader=_Loader)  # a SafeLoader subclass: no arbitrary objects
 
 
-def _read_yaml(file: str | Path | None) -> dict[str, Any]:
-    """The mapping in a YAML config file ({} without a file), or one clear error."""
+def read_config_file(file: str | Path | None, model: type[BaseModel] | None = None) -> dict[str, Any]:
+    """The mapping in a YAML config file ({} without a file), or one clear :class:`ConfigError`.
+
+    Relative paths in the file (the ``model``'s fields marked ``path``) resolve against the
+    file's folder, so a config file means the same from any working directory.
+    """
     if file is None:
         return {}
     try:
-        return load_yaml(Path(file).read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"cannot read config {file}: {exc}") from None
+        text = Path(file).read_bytes().decode("utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {file}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config {file} is not a YAML text file (not UTF-8)") from None
+    try:
+        data = load_yaml(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config {file} is not valid YAML: {_yaml_problem(exc)}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"config {file} must be a mapping of settings (key: value), not a {type(data).__name__}"
+        )
+    return resolve_paths(data, model, Path(file).resolve().parent) if model else data
+
+
+def parse_value(key: str, text: str) -> Any:
+    """A ``--set key=value`` value read as YAML (``1e-5``, ``[1, 2]``, ``{a: 1}``), or one clear error."""
+    try:
+        return load_yaml(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--set {key}: {text!r} is not a valid value: {_yaml_problem(exc)}") from None
+
+
+def parse_sets(items: list[str] | tuple[str, ...] | None) -> dict[str, str]:
+    """``["key=value", …]`` -> ``{key: value}`` (values still text), one error for an item without ``=``."""
+    out = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set expects key=value, got {item!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    return f"{problem} (line {mark.line + 1}, column {mark.column + 1})" if mark else str(problem)
+
+
+def resolve_paths(data: dict[str, Any], model: type[BaseModel], base: Path) -> dict[str, Any]:
+    """``data`` with the relative paths of ``model``'s path fields joined to ``base``."""
+    out = dict(data)
+    for key, info in model.model_fields.items():
+        extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+        if key in out and extra.get("path"):
+            names = {str(n) for n in extra.get("names") or ()}  # type: ignore[union-attr]
+            value = out[key]
+            out[key] = (
+                [_join(v, base, names) for v in value]
+                if isinstance(value, list)
+                else _join(value, base, names)
+            )
+    return out
+
+
+def relative_to_file(data: dict[str, Any], keys: tuple[str, ...], file: str | Path) -> dict[str, Any]:
+    """``data`` with the relative paths under ``keys`` joined to ``file``'s folder (for configs
+    that are not pydantic models)."""
+    base = Path(file).resolve().parent
+    return {k: _join(v, base, set()) if k in keys else v for k, v in data.items()}
+
+
+def _join(value: Any, base: Path, names: set[str]) -> Any:
+    if not isinstance(value, str) or value in names or "://" in value or Path(value).is_absolute():
+        return value
+    return str(base / value)
 
 
 def _validated(model: type[M], data: dict[str, Any]) -> M:

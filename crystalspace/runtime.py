@@ -21,12 +21,37 @@ def shared_data(*parts: str) -> str:
     return str(Path(os.environ.get(SHARED_DATA_ENV, "../shared/data")).joinpath(*parts))
 
 
+def check_ray_target(address: str | None = None, num_cpus: int | None = None) -> None:
+    """Refuse in seconds, with one line, a CPU count below 1 or a cluster address (``host:port``,
+    ``ray://host:port``; default ``$RAY_ADDRESS``) where nothing answers, before anything starts."""
+    import socket
+
+    from crystalspace.errors import UserError
+
+    if num_cpus is not None and num_cpus < 1:
+        raise UserError(f"--num-cpus must be at least 1, got {num_cpus}")
+    address = address or os.environ.get("RAY_ADDRESS")
+    if not address or address in ("auto", "local"):
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise UserError(f"Ray address {address!r}: expected host:port, ray://host:port, auto or local")
+    try:
+        socket.create_connection((host, int(port)), timeout=ADDRESS_TIMEOUT_S).close()
+    except OSError as exc:
+        raise UserError(f"no Ray cluster answers at {address}: {exc.strerror or exc}") from None
+
+
+ADDRESS_TIMEOUT_S = 5.0
+
+
 def init_ray(address: str | None = None, num_cpus: int | None = None, quiet: bool = True) -> None:
     """Start an embedded Ray (or join ``address`` / ``$RAY_ADDRESS``) unless already running."""
     import ray
 
     if ray.is_initialized():
         return
+    check_ray_target(address, num_cpus)
     address = address or os.environ.get("RAY_ADDRESS")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": not quiet}

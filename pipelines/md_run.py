@@ -13,13 +13,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from crystalspace.config import read_config_file, relative_to_file
 from crystalspace.errors import UserError
 
 
 def run(config: dict[str, Any], base: Path) -> list[dict[str, Any]]:
-    """Run the replicas a config describes; structure paths are relative to ``base``."""
+    """Run the replicas a config describes; structure paths are relative to ``base`` (the config's
+    folder: every path in a config file is relative to the file)."""
     from crystalspace.atoms.io import read_structures
     from crystalspace.md.actors import run_md
     from crystalspace.md.engine import MDProtocol
@@ -53,11 +53,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=None, help="trajectory directory [the config's out]")
     args = parser.parse_args(argv)
     try:
-        config = yaml.safe_load(args.config.read_text()) or {}
+        config = relative_to_file(read_config_file(args.config), ("out",), args.config)
         if args.out:
             config["out"] = args.out
-        summary = run(config, Path.cwd())
-    except (OSError, yaml.YAMLError, UserError) as exc:
+        summary = run(config, args.config.resolve().parent)
+    except (OSError, UserError) as exc:
         print(f"error: {str(exc).splitlines()[0]}", file=sys.stderr)
         return 2
     stopped = [r for r in summary if r["status"] != "ok"]

@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from crystalspace.config import make_space_config
+from crystalspace.config import make_space_config, parse_sets
 from crystalspace.errors import UserError
 from crystalspace.space.build import build_lake
 
@@ -23,9 +23,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lake", default="lake")
     parser.add_argument("--set", action="append", default=[], help="config override key=value")
     args = parser.parse_args(argv)
-    overrides = dict(item.partition("=")[::2] for item in args.set)
     try:
-        report = build_lake(make_space_config(args.config, overrides), args.lake)
+        report = build_lake(make_space_config(args.config, dict(parse_sets(args.set))), args.lake)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

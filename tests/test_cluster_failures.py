@@ -21,7 +21,7 @@ import pytest
 
 from crystalspace.config import make_space_config
 from crystalspace.lake.duck import connect
-from crystalspace.lake.store import read_footer_counts
+from crystalspace.lake.store import read_footer
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -81,15 +81,19 @@ def _config():
 
 
 def _assert_only_whole_files(lake: Path) -> None:
-    """Every file a query can see is a complete shard; no temporary file is left."""
+    """Every shard file is complete, no temporary file is left, and a query sees exactly the
+    recorded files (files finished after the last record write are adopted by the next run)."""
     import pyarrow.fs as pafs
 
     assert not list(lake.rglob("*.tmp"))
     files = list(lake.glob("arity=*/z1=*/*.parquet"))
     for path in files:  # a truncated file would fail to read or disagree with its footer counts
-        assert pq.read_table(path).num_rows == read_footer_counts(pafs.LocalFileSystem(), str(path)).rows
-    rows = connect(str(lake)).execute("SELECT count(*) FROM compositions").fetchone()[0]
-    assert rows == sum(pq.read_metadata(p).num_rows for p in files)
+        assert pq.read_table(path).num_rows == read_footer(pafs.LocalFileSystem(), str(path))[0].rows
+    con = connect(str(lake))
+    rows = con.execute("SELECT count(*) FROM compositions").fetchone()[0]
+    assert rows == con.execute("SELECT coalesce(sum(rows), 0) FROM composition_counts").fetchone()[0]
+    recorded = {r[0] for r in con.execute("SELECT path FROM composition_counts").fetchall()}
+    assert recorded <= {str(p.relative_to(lake)) for p in files}
 
 
 @pytest.fixture

@@ -185,7 +185,7 @@ def test_map_embed_with_ray(lake, tmp_path):
         (["map", "embed", "--where", "arity = 7"], "matches no compositions"),
         (["map", "embed", "--where", "arity = 3 AND"], "invalid selection"),
         (["map", "build", "--arity", "4"], "arity 4 is in none of the lakes"),
-        (["map", "build", "--per-category", "0", "--arity", "2"], "--per-category must be at least 1"),
+        (["map", "build", "--per-category", "0", "--arity", "2"], "Invalid value for '--per-category'"),
     ],
 )
 def test_cli_bad_input_is_one_line(lake, tmp_path, args, message):

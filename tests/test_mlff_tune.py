@@ -21,7 +21,10 @@ DATA = str(Path(__file__).parent / "data" / "mlff_subset")
 
 
 def _spec_file(tmp_path: Path, **fields: object) -> Path:
+    """The small sweep with ``fields`` changed, written elsewhere (its paths made absolute)."""
     data = yaml.safe_load(Path(SMALL).read_text())
+    data["base"] = str(Path(SMALL).resolve().parent / data["base"])
+    data["overrides"]["data"] = DATA
     data.update(fields)
     path = tmp_path / "spec.yaml"
     path.write_text(yaml.safe_dump(data))

@@ -7,20 +7,25 @@ connections gives one clear error and leaves nothing behind.
 
 from __future__ import annotations
 
+import http.client
 import logging
 import socket
+import subprocess
+import sys
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from crystalspace.config import make_space_config
 from crystalspace.lake.duck import connect, run_query
 from crystalspace.lake.store import LakeError, join_uri, redact, resolve
-from crystalspace.space.build import build_lake
+from crystalspace.space.build import build_lake, verify_lake
 from crystalspace.space.engine import Space
 
 BUCKET = "crystalspace-test"
-KEY, SECRET = "testing", "testing"
+KEY, SECRET = "AKIATESTKEY", "s3cr3t-Must-N0t-Print"
 ELEMENTS = "Li,B,O,F,Na,Mg,Al,S,Zn,Fe"
 
 
@@ -144,3 +149,118 @@ def test_refusing_endpoint_is_one_clear_error(ray_session, tmp_path):
 def test_redact_drops_credentials_and_options():
     assert redact("s3://k:s@bucket/lake?endpoint_override=h:1") == "s3://bucket/lake"
     assert redact("/local/lake") == "/local/lake"
+
+
+class FlakyS3:
+    """An HTTP proxy in front of moto that answers 503 SlowDown to every write of a shard object
+    (a PUT under ``arity=``) once ``healthy_puts`` of them have gone through, until ``heal()``."""
+
+    def __init__(self, upstream: int, healthy_puts: int) -> None:
+        self.upstream, self.left, self.failed = upstream, healthy_puts, 0
+        self.lock = threading.Lock()
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):  # quiet
+                pass
+
+            def _body(self) -> bytes:
+                if "chunked" not in self.headers.get("Transfer-Encoding", ""):
+                    return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                body = b""
+                while size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16):
+                    body += self.rfile.read(size)
+                    self.rfile.readline()
+                while self.rfile.readline().strip():  # trailers
+                    pass
+                return body
+
+            def _forward(self):
+                body = self._body()
+                if self.command == "PUT" and "arity" in self.path and proxy._refuse():
+                    payload = b"<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>"
+                    self.send_response(503)
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                    return
+                headers = {k: v for k, v in self.headers.items() if k.lower() != "transfer-encoding"}
+                headers["Content-Length"] = str(len(body))
+                conn = http.client.HTTPConnection("127.0.0.1", proxy.upstream, timeout=30)
+                conn.request(self.command, self.path, body=body, headers=headers)
+                res = conn.getresponse()
+                data = res.read()
+                self.send_response(res.status)
+                for key, value in res.getheaders():
+                    if key.lower() not in ("transfer-encoding", "connection", "content-length"):
+                        self.send_header(key, value)
+                length = res.getheader("Content-Length") if self.command == "HEAD" else len(data)
+                self.send_header("Content-Length", str(length or 0))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+                conn.close()
+
+            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _forward  # noqa: N815 (http.server names)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def _refuse(self) -> bool:
+        with self.lock:
+            if self.left is None or self.left > 0:
+                self.left = None if self.left is None else self.left - 1
+                return False
+            self.failed += 1
+            return True
+
+    def heal(self) -> None:
+        with self.lock:
+            self.left = None
+
+    def close(self) -> None:
+        self.server.shutdown()
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_store_failing_mid_build_loses_nothing_and_never_prints_secrets(s3_port, tmp_path):
+    """S3 answers 503 to every shard write after a few: the build ends with one line (no
+    credentials in it or in the progress lines), nothing half-written is visible, and a re-run
+    once the store recovers completes the lake exactly."""
+    flaky = FlakyS3(s3_port, healthy_puts=6)
+    lake = _uri(flaky.port, "flaky")
+    cmd = [sys.executable, "-m", "crystalspace.cli", "space", "build", "--arity", "2,3", "--elements", ELEMENTS,
+           "--set", "shard_rows=6000", "--num-cpus", "2", "--lake", lake]  # fmt: skip
+    try:
+        failed = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        assert flaky.failed > 0
+        assert failed.returncode == 2, failed.stderr[-3000:]
+        last = failed.stderr.strip().splitlines()[-1]
+        assert last.startswith(f"error: cannot write the lake at s3://{BUCKET}/flaky: "), last
+        assert "shard(s) failed" in last
+        for text in (failed.stdout, failed.stderr):
+            assert SECRET not in text
+            assert KEY not in text
+        fs, root = resolve(lake)
+        names = [
+            i.path for i in fs.get_file_info(__import__("pyarrow.fs").fs.FileSelector(root, recursive=True))
+        ]
+        assert not [n for n in names if n.endswith(".tmp")]
+        flaky.heal()
+        healed = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        assert healed.returncode == 0, healed.stderr[-3000:]
+        assert "lake complete" in healed.stdout
+        for text in (healed.stdout, healed.stderr):
+            assert SECRET not in text
+            assert KEY not in text
+        space = Space.load(_config())
+        got = connect(lake).execute("SELECT count(*), count(DISTINCT formula) FROM compositions").fetchone()
+        total = sum(space.count(k).compositions for k in (2, 3))
+        assert got == (total, total)
+        assert verify_lake(lake).ok
+    finally:
+        flaky.close()

@@ -130,6 +130,8 @@ def read_structures(path: str | os.PathLike[str], index: str | int = ":") -> lis
         images = read(path, index=index)
     except Exception as exc:  # ASE raises many types for malformed input
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if " " not in first and first != type(exc).__name__:  # e.g. UnknownFileTypeError('parquet')
+            first = f"{type(exc).__name__}: {first}"
         raise StructureError(f"{path}: cannot parse structure file ({first})") from None
     images = images if isinstance(images, list) else [images]
     if not images or any(len(a) == 0 for a in images):
@@ -177,10 +179,12 @@ def write_structures(path: str | os.PathLike[str], rows: Sequence[dict[str, Any]
 
 def read_structure_table(path: str | os.PathLike[str]) -> pa.Table:
     """Read a structure Parquet file (or directory) and check it has the required columns."""
+    from crystalspace.tables import TableError, read_table
+
     try:
-        table = pq.read_table(path)
-    except (OSError, pa.ArrowInvalid) as exc:
-        raise StructureError(f"{path}: cannot read structure table ({str(exc).splitlines()[0]})") from None
+        table = read_table(path, "structure table")
+    except TableError as exc:
+        raise StructureError(str(exc)) from None
     missing = [c for c in REQUIRED if c not in table.column_names]
     if missing:
         raise StructureError(f"{path}: structure table lacks column(s) {', '.join(missing)}")

@@ -33,11 +33,14 @@ def formula_rank() -> np.ndarray:
     return rank
 
 
+MAX_AMOUNT = 2**53
+
+
 def parse_formula(text: str) -> dict[int, int]:
     """Parse a formula into ``{Z: count}`` reduced by the gcd (``"Mg2O2"`` -> ``{12: 1, 8: 1}``).
 
-    Raises `ChemistryError` for malformed formulas, unknown or >Lr elements and
-    non-integer amounts.
+    Raises `ChemistryError` for malformed formulas, unknown or >Lr elements, non-integer amounts
+    and amounts above 2^53 (so every accepted amount is an exact integer).
     """
     from pymatgen.core import Composition
 
@@ -57,6 +60,8 @@ def parse_formula(text: str) -> dict[int, int]:
             raise ChemistryError(f"unknown element {symbol!r} in formula {text!r} (expected H..Lr)")
         if abs(amount - round(amount)) > 1e-8 or round(amount) < 1:
             raise ChemistryError(f"non-integer amount {amount:g} of {el} in {text!r}")
+        if round(amount) > MAX_AMOUNT:  # beyond it a float no longer holds every integer
+            raise ChemistryError(f"amount {amount:g} of {el} in {text!r} is too large (at most 2^53)")
         counts[z] = counts.get(z, 0) + round(amount)
     g = reduce(math.gcd, counts.values())
     return {z: n // g for z, n in sorted(counts.items())}

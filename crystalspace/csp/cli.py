@@ -18,14 +18,13 @@ DEFAULT_MODEL = Path.home() / ".crystalspace" / "csp-model"
 
 
 def _config(path: Path | None) -> Any:
-    from crystalspace.config import load_yaml
+    """The CSP config of a YAML file (its relative ``table`` path relative to the file)."""
+    from crystalspace.config import read_config_file, relative_to_file
     from crystalspace.csp.pipeline import CSPConfig
 
     if path is None:
         return CSPConfig()
-    if not path.exists():
-        raise UserError(f"config not found: {path}")
-    return CSPConfig.from_dict(load_yaml(path.read_text()) or {})
+    return CSPConfig.from_dict(relative_to_file(read_config_file(path), ("table",), path))
 
 
 @app.command()
@@ -56,28 +55,34 @@ def train(
 @user_errors
 def predict(
     formula: str,
-    top_k: Annotated[int, typer.Option(help="candidates to report")] = 10,
+    top_k: Annotated[int, typer.Option(min=1, help="candidates to report")] = 10,
     model_dir: Annotated[Path, typer.Option()] = DEFAULT_MODEL,
     out: Annotated[Path, typer.Option(help="directory for CIFs")] = Path("csp_out"),
-    runs: Annotated[int, typer.Option(help="independent GA runs")] = 12,
-    relax_steps: Annotated[int, typer.Option(help="FIRE steps per CHGNet relaxation")] = 30,
+    runs: Annotated[int, typer.Option(min=1, help="independent GA runs")] = 12,
+    relax_steps: Annotated[int, typer.Option(min=0, help="FIRE steps per CHGNet relaxation")] = 30,
     lattice: Annotated[
         str | None, typer.Option(help="user lattice 'a,b,c,alpha,beta,gamma' instead of the predicted one")
     ] = None,
 ) -> None:
     """Predict ranked structures for FORMULA (its atom counts are the cell's) and write CIFs."""
-    from pymatgen.core import Lattice
+    from pymatgen.core import Composition, Lattice
 
     from crystalspace.csp.pipeline import default_relaxer, load
     from crystalspace.csp.pipeline import predict as run_predict
 
-    bundle = load(model_dir)
+    try:  # checked before the model loads; predict() checks the atom counts against the model
+        Composition(formula)
+    except Exception as exc:
+        raise UserError(f"cannot parse formula {formula!r}: {str(exc).splitlines()[0]}") from None
     lat = None
     if lattice:
         try:
             lat = Lattice.from_parameters(*[float(v) for v in lattice.split(",")])
         except Exception:
             raise UserError(f"--lattice needs six numbers a,b,c,alpha,beta,gamma, got {lattice!r}") from None
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out}: exists and is not a directory")
+    bundle = load(model_dir)
     res = run_predict(bundle, formula, default_relaxer(), top_k, runs, relax_steps=relax_steps, lattice=lat)
     out.mkdir(parents=True, exist_ok=True)
     g = res["lattice"]
@@ -101,7 +106,7 @@ def predict(
 def evaluate(
     config: Annotated[Path | None, typer.Option()] = None,
     model_dir: Annotated[Path, typer.Option()] = DEFAULT_MODEL,
-    n: Annotated[int, typer.Option(help="test formulas")] = 5,
+    n: Annotated[int, typer.Option(min=1, help="test formulas")] = 5,
     out: Annotated[Path, typer.Option()] = Path("csp_eval.csv"),
 ) -> None:
     """Table-3-style evaluation on held-out formulas: CSP vs random search, same relaxation budget."""
@@ -110,6 +115,8 @@ def evaluate(
     from crystalspace.csp.pipeline import default_relaxer, evaluate_formulas, load, load_entries
 
     cfg = _config(config)
+    if out.is_dir():
+        raise UserError(f"--out {out}: is a directory (give a CSV file name)")
     bundle = load(model_dir)
     test = set(bundle["info"]["test_formulas"])
     entries = [e for e in load_entries(cfg) if e.formula in test][:n]

@@ -51,11 +51,15 @@ def read_table(path: str | Path, max_atoms: int = 12, limit: int | None = None) 
     path = Path(path)
     if not path.exists():
         raise CSPDataError(f"structure table not found: {path}")
-    df = (
-        pd.read_parquet(path)
-        if path.suffix == ".parquet"
-        else pd.read_csv(path, keep_default_na=False, na_values=[""])
-    )
+    if path.suffix == ".parquet":
+        from crystalspace.tables import read_frame
+
+        df = read_frame(path, "structure table")
+    else:
+        try:
+            df = pd.read_csv(path, keep_default_na=False, na_values=[""])
+        except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+            raise CSPDataError(f"cannot read structure table {path}: {str(exc).splitlines()[0]}") from None
     if "cif" not in df.columns:
         raise CSPDataError(f"{path} has no 'cif' column")
     ids = (
@@ -67,7 +71,11 @@ def read_table(path: str | Path, max_atoms: int = 12, limit: int | None = None) 
     for mid, cif in zip(ids, df["cif"], strict=True):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            s = Structure.from_str(cif, fmt="cif")
+            try:
+                s = Structure.from_str(cif, fmt="cif")
+            except Exception as exc:  # pymatgen raises many types for a malformed CIF
+                first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                raise CSPDataError(f"{path}: row {mid}: cannot parse its 'cif' ({first})") from None
         if len(s) > max_atoms or not s.is_ordered:
             continue
         try:

@@ -39,10 +39,12 @@ class CSPConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> CSPConfig:
+        if not isinstance(d, dict):
+            raise CSPDataError(f"bad csp config: expected a mapping, got {type(d).__name__}")
         d = dict(d)
-        tr = TrainConfig(**d.pop("train", {}))
-        ga = GAConfig(**d.pop("ga", {}))
         try:
+            tr = TrainConfig(**d.pop("train", None) or {})
+            ga = GAConfig(**d.pop("ga", None) or {})
             return cls(train=tr, ga=ga, **d)
         except TypeError as exc:
             raise CSPDataError(f"bad csp config: {exc}") from None

@@ -21,18 +21,13 @@ SetOpt = Annotated[
     list[str] | None, typer.Option("--set", help="config override key=value (train.x=... too)")
 ]
 AddressOpt = Annotated[str | None, typer.Option(help="Ray cluster address [embedded]")]
-CpusOpt = Annotated[int | None, typer.Option(help="CPUs for the embedded Ray")]
+CpusOpt = Annotated[int | None, typer.Option(min=1, help="CPUs for the embedded Ray")]
 
 
 def _config(config: Path | None, sets: list[str] | None, **values: Any) -> Any:
-    from crystalspace.config import ConfigError, make_gen_config
+    from crystalspace.config import make_gen_config, parse_sets
 
-    overrides: dict[str, Any] = {}
-    for item in sets or []:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ConfigError(f"--set expects key=value, got {item!r}")
-        overrides[key.strip()] = value.strip()
+    overrides: dict[str, Any] = dict(parse_sets(sets))
     overrides.update({k: v for k, v in values.items() if v is not None})
     return make_gen_config(config, overrides)
 
@@ -48,18 +43,20 @@ def _ray(address: str | None, num_cpus: int | None) -> None:
 def build_data(
     config: ConfigOpt = None,
     set_: SetOpt = None,
-    limit: Annotated[int | None, typer.Option(help="source binaries to use (CI)")] = None,
-    energy_limit: Annotated[int | None, typer.Option(help="rows to label (CI)")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="source binaries to use (CI)")] = None,
+    energy_limit: Annotated[int | None, typer.Option(min=1, help="rows to label (CI)")] = None,
     no_energies: Annotated[bool, typer.Option("--no-energies", help="substitution step only")] = False,
     address: AddressOpt = None,
     num_cpus: CpusOpt = None,
 ) -> None:
     """VO dataset: substitution (Ray task per binary), then CHGNet energies (resumable)."""
     from crystalspace.gen.pipeline import build_data as run
+    from crystalspace.gen.pipeline import source_docs
 
     cfg = _config(config, set_, limit=limit, energy_limit=energy_limit)
+    docs = source_docs(cfg)  # a bad source fails here, before Ray starts and before data_dir is made
     _ray(address, num_cpus)
-    typer.echo(json.dumps(run(cfg, energies=not no_energies)))
+    typer.echo(json.dumps(run(cfg, energies=not no_energies, docs=docs)))
 
 
 @app.command("train")
@@ -68,9 +65,11 @@ def train(
     config: ConfigOpt = None, set_: SetOpt = None, address: AddressOpt = None, num_cpus: CpusOpt = None
 ) -> None:
     """Train the autoencoders and the materials VAE (Ray Train); saves the model folder."""
+    from crystalspace.gen.pipeline import check_train
     from crystalspace.gen.pipeline import train as run
 
     cfg = _config(config, set_)
+    check_train(cfg)
     _ray(address, num_cpus)
     typer.echo(json.dumps(run(cfg)))
     typer.echo(f"model saved to {cfg.model_dir}")
@@ -79,7 +78,7 @@ def train(
 @app.command("sample")
 @user_errors
 def sample(
-    n: Annotated[int | None, typer.Option("--n", help="latent points to decode")] = None,
+    n: Annotated[int | None, typer.Option("--n", min=1, help="latent points to decode")] = None,
     method: Annotated[str | None, typer.Option(help="slerp or random")] = None,
     out: Annotated[str | None, typer.Option(help="output folder [out_dir]")] = None,
     config: ConfigOpt = None,

@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 
 from crystalspace.gen.errors import GenError
 from crystalspace.runtime import as_completed, progress, shared_data
+from crystalspace.tables import read_table
 
 if TYPE_CHECKING:
     from pymatgen.core import Structure
@@ -61,16 +62,40 @@ def read_sources(path: str | os.PathLike[str], limit: int | None = None) -> list
         raise GenError(
             f"source file {p} not found (MP binary summary docs: shared/data/mp_binary_smact, see its README)"
         )
+    if not p.is_file():
+        raise GenError(f"source {p} is not a file (MP binary summary docs, JSON lines)")
     opener = gzip.open if p.suffix == ".gz" else open
-    out = []
-    with opener(p, "rt") as fh:
-        for line in fh:
-            d = json.loads(line)
-            if not d.get("structure"):
-                continue
-            out.append({"id": d["material_id"], "formula": d["formula_pretty"], "structure": d["structure"]})
-            if limit is not None and len(out) >= limit:
-                break
+    out: list[dict[str, Any]] = []
+    n = 0
+    try:
+        with opener(p, "rt", encoding="utf-8") as fh:
+            for n, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                d = json.loads(line)
+                if not isinstance(d, dict) or not {"material_id", "formula_pretty"} <= d.keys():
+                    raise GenError(
+                        f"source {p} line {n}: expected an MP summary doc with material_id, formula_pretty, "
+                        "structure"
+                    )
+                if not d.get("structure"):
+                    continue
+                if not isinstance(d["structure"], dict):
+                    raise GenError(f"source {p} line {n}: 'structure' is not a pymatgen structure dict")
+                out.append(
+                    {"id": d["material_id"], "formula": d["formula_pretty"], "structure": d["structure"]}
+                )
+                if limit is not None and len(out) >= limit:
+                    break
+    except json.JSONDecodeError as exc:
+        raise GenError(f"source {p} line {n}: not JSON lines ({exc.msg})") from None
+    except UnicodeDecodeError:
+        raise GenError(f"source {p} line {n + 1}: not JSON lines (not UTF-8 text)") from None
+    except (OSError, EOFError) as exc:  # gzip.BadGzipFile is an OSError
+        what = "not a gzip file" if isinstance(exc, gzip.BadGzipFile) else str(exc).splitlines()[0]
+        raise GenError(f"source {p}: cannot read ({what or type(exc).__name__})") from None
+    if not out:
+        raise GenError(f"source {p}: no structures (expected JSON lines of MP summary docs)")
     return out
 
 
@@ -80,7 +105,11 @@ def substitute(doc: dict[str, Any], filt: VOFilter) -> list[dict[str, Any]]:
 
     from crystalspace.atoms.io import atoms_to_row, structure_to_atoms
 
-    s = Structure.from_dict(doc["structure"])
+    try:
+        s = Structure.from_dict(doc["structure"])
+    except Exception as exc:  # pymatgen raises many types for a malformed dict
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise GenError(f"source doc {doc['id']}: not a pymatgen structure dict ({first})") from None
     if not filt.admits(s):
         return []
     a, b = sorted(el.symbol for el in s.composition.elements)
@@ -124,13 +153,17 @@ def build_vo_dataset(
     source: str | os.PathLike[str] = DEFAULT_SOURCE,
     limit: int | None = None,
     filt: VOFilter = VOFilter(),
+    docs: list[dict[str, Any]] | None = None,
 ) -> dict[str, int]:
-    """Build the VO dataset with one Ray task per source binary; returns counts."""
+    """Build the VO dataset with one Ray task per source binary; returns counts.
+
+    ``docs`` are the source docs when already read (:func:`read_sources` of ``source``/``limit``).
+    """
     import ray
 
     from crystalspace.atoms.io import rows_to_table
 
-    docs = read_sources(source, limit)
+    docs = read_sources(source, limit) if docs is None else docs
     task = ray.remote(num_cpus=1)(substitute)
     pending = [task.remote(d, filt) for d in docs]
     rows: list[dict[str, Any]] = []
@@ -139,7 +172,12 @@ def build_vo_dataset(
         while pending:
             done, pending = ray.wait(pending, num_returns=min(len(pending), 64), timeout=5.0)
             for ref in done:
-                r = ray.get(ref)
+                try:
+                    r = ray.get(ref)
+                except ray.exceptions.RayTaskError as exc:  # a bad source doc: its one-line error
+                    if isinstance(exc.cause, GenError):
+                        raise GenError(str(exc.cause.args[0])) from None
+                    raise
                 kept_sources += bool(r)
                 rows.extend(r)
                 bar.advance(1)
@@ -212,7 +250,9 @@ def label_energies(
         log.warning("%d of %d chunks labelled; run again to resume", len(have), len(chunks))
         return counts
     refs = elemental_references(load_energy_model(model_name), d / "references.json")
-    energies = pa.concat_tables([pq.read_table(parts / f"part-{i:06d}.parquet") for i, _ in chunks])
+    energies = pa.concat_tables(
+        [read_table(parts / f"part-{i:06d}.parquet", "energy chunk") for i, _ in chunks]
+    )
     e_map = dict(zip(energies["id"].to_pylist(), energies["e_per_atom"].to_pylist(), strict=True))
     ef = []
     for r in rows:
@@ -236,7 +276,7 @@ def label_energies(
 def _read(path: Path) -> pa.Table:
     if not path.exists():
         raise GenError(f"{path} not found: run `crystalspace gen build-data` first")
-    return pq.read_table(path)
+    return read_table(path, "VO dataset")
 
 
 def load_labelled(data_dir: str | os.PathLike[str]) -> pa.Table:
@@ -244,4 +284,4 @@ def load_labelled(data_dir: str | os.PathLike[str]) -> pa.Table:
     p = Path(data_dir) / "labelled.parquet"
     if not p.exists():
         raise GenError(f"{p} not found: run `crystalspace gen build-data` (energy step) to finish labelling")
-    return pq.read_table(p)
+    return read_table(p, "labelled VO dataset")

@@ -44,22 +44,57 @@ def train_settings(cfg: GenConfig) -> TrainSettings:
         raise GenError(f"bad train setting: {exc}") from None
 
 
-def build_data(cfg: GenConfig, energies: bool = True) -> dict[str, Any]:
-    """Step 1 (substitution, Ray tasks) and step 2 (energies, resumable Ray tasks)."""
+def source_docs(cfg: GenConfig) -> list[dict[str, Any]] | None:
+    """The source docs step 1 needs (read and checked, so a bad source fails before Ray starts),
+    or None when the dataset's structures are already built."""
+    from crystalspace.gen.dataset import read_sources
+
+    if (Path(cfg.data_dir) / "structures.parquet").exists():
+        return None
+    return read_sources(cfg.source, cfg.limit)
+
+
+def build_data(
+    cfg: GenConfig, energies: bool = True, docs: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """Step 1 (substitution, Ray tasks) and step 2 (energies, resumable Ray tasks).
+
+    ``docs``: the source docs when already read (:func:`source_docs`).
+    """
     from crystalspace.gen.dataset import VOFilter, build_vo_dataset, label_energies
 
     counts: dict[str, Any] = {}
     if not (Path(cfg.data_dir) / "structures.parquet").exists():
-        counts.update(
-            build_vo_dataset(
-                cfg.data_dir, cfg.source, cfg.limit, VOFilter(cfg.max_sites, cfg.max_length, cfg.box)
-            )
-        )
+        filt = VOFilter(cfg.max_sites, cfg.max_length, cfg.box)
+        counts.update(build_vo_dataset(cfg.data_dir, cfg.source, cfg.limit, filt, docs=docs))
     else:
-        counts.update(json.loads((Path(cfg.data_dir) / "build.json").read_text()))
+        from crystalspace.gen.errors import GenError
+
+        build = Path(cfg.data_dir) / "build.json"
+        try:
+            counts.update(json.loads(build.read_text()))
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raise GenError(
+                f"{build}: cannot read the dataset's build record ({str(exc).splitlines()[0]}); "
+                f"remove {cfg.data_dir} and run `crystalspace gen build-data` again"
+            ) from None
     if energies:
         counts.update(label_energies(cfg.data_dir, cfg.energy_model, cfg.energy_chunk, cfg.energy_limit))
     return counts
+
+
+def check_train(cfg: GenConfig) -> None:
+    """Fail early (before Ray starts) on bad ``train.*`` settings or a missing/unreadable dataset."""
+    from crystalspace.gen.errors import GenError
+    from crystalspace.tables import read_table
+
+    train_settings(cfg)
+    path = Path(cfg.data_dir) / "labelled.parquet"
+    if not path.exists():
+        raise GenError(
+            f"{path} not found: run `crystalspace gen build-data` (energy step) to finish labelling"
+        )
+    read_table(path, "labelled VO dataset", columns=[])  # the footer only: is it Parquet at all
 
 
 def train(cfg: GenConfig) -> dict[str, Any]:
@@ -163,8 +198,8 @@ def evaluate(cfg: GenConfig, out: str | None = None) -> dict[str, Any]:
     from crystalspace.gen.energy import elemental_references, load_energy_model
 
     d = Path(out or cfg.out_dir)
+    ctx = context(cfg)  # a missing model or dataset fails here, before ``out`` is made
     d.mkdir(parents=True, exist_ok=True)
-    ctx = context(cfg)
     gen, refs, min_dist, structures = ctx.gen, ctx.refs, ctx.min_dist, ctx.structures
     lat = gen.latents
     report: dict[str, Any] = {"dataset": {"rows": len(structures), "stable": int(np.sum(lat["stable"]))}}

@@ -1,24 +1,28 @@
-"""The composition lake: hive-partitioned Parquet shards, per-shard counts and a manifest.
+"""Storage for the lake: URIs (local paths or object stores), atomic writes, shard files.
 
 Layout under the lake root (a local path or any URI pyarrow.fs understands, e.g. ``s3://``)::
 
-    _manifest.json                       config, config hash, code version, per-arity totals
-    _counts.parquet                      one row of category counts per finished shard
+    _manifest.json                       config, config hash, layout, per-arity totals
+    _shards.pq                           the shard record: counts, size and SHA-256 per file
+    _build.lock                          held by the one build that may write the lake
     arity=3/z1=8/part-000000001234.parquet
 
 A shard is a rank range of element tuples that share their first element, so it lands in
-exactly one partition and one file. The file is written under a temporary name and renamed:
-a file that exists is a finished shard (its counts ride in the Parquet footer), and a re-run
-skips it. Names are deterministic, so a shard written twice replaces itself: no duplicates.
+exactly one partition and one file. Only data files end in ``.parquet``, so a glob such as
+``LAKE/**/*.parquet`` reads composition rows and nothing else. A shard file is serialised in
+memory, hashed, written under a temporary name and renamed; its footer carries its counts and
+the lake's header (configuration and layout), so the lake can be rebuilt from its files.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
+import os
 import re
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import pyarrow as pa
@@ -28,10 +32,13 @@ import pyarrow.parquet as pq
 from crystalspace.errors import UserError
 
 MANIFEST = "_manifest.json"
-COUNTS = "_counts.parquet"
-FORMAT_VERSION = 1
+RECORD = "_shards.pq"
+LOCK = "_build.lock"
+LEGACY_COUNTS = "_counts.parquet"  # format 1 kept its counts here, inside the data glob
+FORMAT_VERSION = 2
 ROW_GROUP_ROWS = 1 << 20
 _FOOTER_KEY = b"crystalspace.shard"
+_SHARD_NAME = re.compile(r"^arity=(\d+)/z1=(\d+)/part-(\d{12})\.parquet$")
 
 SCHEMA = pa.schema(
     [
@@ -63,6 +70,20 @@ class LakeError(UserError, RuntimeError):
 
 
 @dataclass(frozen=True)
+class Shard:
+    """A rank range of element tuples that share their first element (one lake file)."""
+
+    arity: int
+    z1: int
+    start: int
+    stop: int
+
+    @property
+    def relpath(self) -> str:
+        return shard_relpath(self.arity, self.z1, self.start)
+
+
+@dataclass(frozen=True)
 class ShardCounts:
     """Exact category counts of one shard (over all its compositions, written or not)."""
 
@@ -81,8 +102,35 @@ class ShardCounts:
     seconds: float
 
 
-def shard_path(root: str, arity: int, z1: int, shard: int) -> str:
-    return f"{root}/arity={arity}/z1={z1}/part-{shard:012d}.parquet"
+@dataclass(frozen=True)
+class ShardFile:
+    """A finished shard file: its counts, size in bytes and SHA-256 (the shard record's row)."""
+
+    counts: ShardCounts
+    bytes: int
+    sha256: str
+
+    @property
+    def key(self) -> tuple[int, int]:
+        return self.counts.arity, self.counts.shard
+
+    @property
+    def relpath(self) -> str:
+        return shard_relpath(self.counts.arity, self.counts.z1, self.counts.shard)
+
+
+def shard_relpath(arity: int, z1: int, shard: int) -> str:
+    """``arity=K/z1=Z/part-<12-digit rank>.parquet``: a shard's path under the lake root."""
+    return f"arity={arity}/z1={z1}/part-{shard:012d}.parquet"
+
+
+def parse_shard_relpath(rel: str) -> tuple[int, int, int] | None:
+    """``(arity, z1, shard)`` of a shard file's path under the root, or None for any other file."""
+    m = _SHARD_NAME.match(rel)
+    return (int(m[1]), int(m[2]), int(m[3])) if m else None
+
+
+# -- URIs and messages -------------------------------------------------------------------------
 
 
 def resolve(uri: str) -> tuple[pafs.FileSystem, str]:
@@ -93,7 +141,7 @@ def resolve(uri: str) -> tuple[pafs.FileSystem, str]:
     credentials come from the usual environment variables, config files or instance roles.
     """
     try:
-        fs, path = pafs.FileSystem.from_uri(uri if "://" in uri else _abspath(uri))
+        fs, path = pafs.FileSystem.from_uri(uri if "://" in uri else os.path.abspath(uri))
     except (ValueError, OSError, pa.ArrowException) as exc:
         raise LakeError(f"cannot open {redact(uri)}: {_first_line(exc)}") from None
     return fs, path.rstrip("/")
@@ -116,9 +164,20 @@ def redact(uri: str) -> str:
     return f"{scheme}{sep}{rest.rsplit('@', 1)[-1]}" if sep else scheme
 
 
+_CREDENTIALS = re.compile(r"(\b[a-z][a-z0-9+.-]*://)[^/@\s'\"]*@", re.I)
+_SECRET_OPTIONS = re.compile(
+    r"([?&](?:access_key|secret_key|session_token|[a-z_]*secret[a-z_]*)=)[^&\s'\"]*", re.I
+)
+
+
+def scrub(text: str) -> str:
+    """``text`` with any ``scheme://user:secret@`` credentials and secret URI options removed."""
+    return _SECRET_OPTIONS.sub(r"\1***", _CREDENTIALS.sub(r"\1", text))
+
+
 def io_error(uri: str, exc: BaseException, action: str = "write") -> LakeError:
     """One-line :class:`LakeError` for an I/O failure (permission, disk full, unreachable store)."""
-    return LakeError(f"cannot {action} the lake at {redact(uri)}: {_first_line(exc)}")
+    return LakeError(f"cannot {action} the lake at {redact(uri)}: {scrub(_first_line(exc))}")
 
 
 def find_os_error(exc: BaseException) -> OSError | None:
@@ -145,66 +204,29 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def _abspath(path: str) -> str:
-    import os
-
-    return os.path.abspath(path)
+# -- files ---------------------------------------------------------------------------------------
 
 
-def write_shard(fs: pafs.FileSystem, root: str, table: pa.Table, counts: ShardCounts) -> None:
-    """Write one shard file atomically (temporary name, then rename); counts go in the footer."""
-    final = shard_path(root, counts.arity, counts.z1, counts.shard)
-    tmp = final + ".tmp"
-    fs.create_dir(final.rsplit("/", 1)[0], recursive=True)
-    meta = {_FOOTER_KEY: json.dumps(asdict(counts)).encode()}
-    table = table.replace_schema_metadata(meta)
+def write_atomic(fs: pafs.FileSystem, path: str, data: bytes) -> None:
+    """Write ``data`` to ``path`` under a temporary name, then rename: readers see old or new."""
+    fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+    tmp = f"{path}.{os.getpid()}.tmp"
     try:
-        with fs.open_output_stream(tmp) as sink:
-            pq.write_table(
-                table, sink, compression="zstd", row_group_size=ROW_GROUP_ROWS, write_statistics=True
-            )
+        with fs.open_output_stream(tmp) as f:
+            f.write(data)
+        fs.move(tmp, path)
     except BaseException:
-        _remove_quietly(fs, tmp)  # a half-written file never stays behind (disk full, killed)
+        remove_quietly(fs, tmp)  # a failed write or rename leaves nothing behind
         raise
-    fs.move(tmp, final)
 
 
-def _remove_quietly(fs: pafs.FileSystem, path: str) -> None:
+def remove_quietly(fs: pafs.FileSystem, path: str) -> None:
     with contextlib.suppress(OSError):
         fs.delete_file(path)
 
 
-def shard_files(fs: pafs.FileSystem, root: str) -> list[str]:
-    """Paths of every finished shard file (``arity=*/z1=*/part-*.parquet``) of the lake."""
-    selector = pafs.FileSelector(root, allow_not_found=True, recursive=True)
-    return sorted(
-        info.path
-        for info in fs.get_file_info(selector)
-        if info.is_file and info.base_name.startswith("part-") and info.base_name.endswith(".parquet")
-    )
-
-
-def finished_shards(fs: pafs.FileSystem, root: str, arity: int) -> dict[int, str]:
-    """Shard id -> file path for every finished shard file of ``arity``."""
-    selector = pafs.FileSelector(f"{root}/arity={arity}", allow_not_found=True, recursive=True)
-    done = {}
-    for info in fs.get_file_info(selector):
-        name = info.base_name
-        if info.is_file and name.startswith("part-") and name.endswith(".parquet"):
-            done[int(name[5:-8])] = info.path
-    return done
-
-
-def read_footer_counts(fs: pafs.FileSystem, path: str) -> ShardCounts:
-    """Counts stored in a shard file's footer."""
-    with fs.open_input_file(path) as f:
-        meta = pq.read_schema(f).metadata or {}
-    if _FOOTER_KEY not in meta:
-        raise LakeError(f"{path}: not a crystalspace shard (no counts in footer)")
-    return ShardCounts(**json.loads(meta[_FOOTER_KEY]))
-
-
 def read_json(fs: pafs.FileSystem, path: str) -> dict[str, Any] | None:
+    """The JSON object at ``path``; None when there is no file."""
     try:
         with fs.open_input_stream(path) as f:
             return dict(json.loads(f.read()))
@@ -212,41 +234,68 @@ def read_json(fs: pafs.FileSystem, path: str) -> dict[str, Any] | None:
         return None
 
 
-def write_atomic(fs: pafs.FileSystem, path: str, data: bytes) -> None:
-    fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
-    try:
-        with fs.open_output_stream(path + ".tmp") as f:
-            f.write(data)
-    except BaseException:
-        _remove_quietly(fs, path + ".tmp")
-        raise
-    fs.move(path + ".tmp", path)
+def list_files(fs: pafs.FileSystem, root: str) -> dict[str, int]:
+    """Every file under ``root``: path relative to it -> size in bytes."""
+    selector = pafs.FileSelector(root, allow_not_found=True, recursive=True)
+    return {
+        info.path[len(root) + 1 :]: int(info.size or 0)
+        for info in fs.get_file_info(selector)
+        if info.type == pafs.FileType.File
+    }
 
 
-def read_manifest(fs: pafs.FileSystem, root: str) -> dict[str, Any] | None:
-    return read_json(fs, f"{root}/{MANIFEST}")
+def file_sha256(fs: pafs.FileSystem, path: str) -> str:
+    """SHA-256 of a file (read in 8 MB blocks; hashing releases the GIL, so threads help)."""
+    digest = hashlib.sha256()
+    with fs.open_input_stream(path) as f:
+        while block := f.read(8 << 20):
+            digest.update(block)
+    return digest.hexdigest()
 
 
-def write_counts(fs: pafs.FileSystem, root: str, counts: list[ShardCounts]) -> None:
-    """Replace ``_counts.parquet`` with one row per finished shard."""
-    cols = {f.name: [getattr(c, f.name) for c in counts] for f in fields(ShardCounts)}
-    table = (
-        pa.table(cols)
-        if counts
-        else pa.table({f.name: pa.array([], pa.int64()) for f in fields(ShardCounts)})
-    )
+def serialise_shard(table: pa.Table, counts: ShardCounts, header: dict[str, Any]) -> bytes:
+    """A shard's Parquet bytes: zstd, statistics, page checksums; counts and lake header in the footer."""
+    # No timing in the footer: a shard's bytes depend on its rows alone, so a shard that Ray runs
+    # again (a task retried after a node died) rewrites exactly the file it recorded.
+    footer = {k: v for k, v in asdict(counts).items() if k != "seconds"}
+    meta = {_FOOTER_KEY: json.dumps({"counts": footer, "lake": header}).encode()}
     sink = pa.BufferOutputStream()
-    pq.write_table(table, sink)
-    write_atomic(fs, f"{root}/{COUNTS}", sink.getvalue().to_pybytes())
+    pq.write_table(
+        table.replace_schema_metadata(meta),
+        sink,
+        compression="zstd",
+        row_group_size=ROW_GROUP_ROWS,
+        write_statistics=True,
+        write_page_checksum=True,
+    )
+    return bytes(sink.getvalue().to_pybytes())
 
 
-def read_counts(fs: pafs.FileSystem, root: str) -> list[ShardCounts]:
-    try:
-        with fs.open_input_file(f"{root}/{COUNTS}") as f:
-            rows = pq.read_table(f).to_pylist()
-    except FileNotFoundError:
-        return []
-    return [ShardCounts(**r) for r in rows]
+def write_shard(
+    fs: pafs.FileSystem, root: str, table: pa.Table, counts: ShardCounts, header: dict[str, Any]
+) -> ShardFile:
+    """Write one shard file atomically and return its record (counts, size, SHA-256)."""
+    data = serialise_shard(table, counts, header)
+    write_atomic(fs, f"{root}/{shard_relpath(counts.arity, counts.z1, counts.shard)}", data)
+    return ShardFile(counts, len(data), hashlib.sha256(data).hexdigest())
+
+
+def read_footer(fs: pafs.FileSystem, path: str) -> tuple[ShardCounts, dict[str, Any] | None]:
+    """Counts and lake header stored in a shard file's footer (header None: a format-1 file)."""
+    with fs.open_input_file(path) as f:
+        meta = pq.read_schema(f).metadata or {}
+    if _FOOTER_KEY not in meta:
+        raise LakeError(f"{path}: not a crystalspace shard (no counts in its footer)")
+    payload = json.loads(meta[_FOOTER_KEY])
+    if "counts" not in payload:  # format 1: the counts alone
+        return ShardCounts(**payload), None
+    return ShardCounts(**{"seconds": 0.0, **payload["counts"]}), payload["lake"]
+
+
+def read_all_pages(fs: pafs.FileSystem, path: str) -> int:
+    """Decode every page of a Parquet file (checking page checksums where written); its row count."""
+    with fs.open_input_file(path) as f:
+        return int(pq.ParquetFile(f, page_checksum_verification=True).read().num_rows)
 
 
 def now_iso() -> str:

@@ -237,9 +237,19 @@ def _write(
     _replace(out / MANIFEST, lambda p: p.write_text(json.dumps(manifest, indent=1)))
 
 
+POINT_COLUMNS = ("arity", "embedding", "method", "formula", "category", "anion", "elements", "oxidation",
+                 "x", "y")  # fmt: skip
+
+
 def read_points(maps: str | Path) -> pd.DataFrame:
-    """The ``points.parquet`` of a maps folder, with a clear error when it is missing."""
+    """The ``points.parquet`` of a maps folder, with a clear error when it is missing or unreadable."""
+    from crystalspace.tables import read_frame
+
     path = Path(maps) / POINTS
     if not path.is_file():
         raise MapsError(f"no maps at {maps} (missing {POINTS}); run `crystalspace map build` first")
-    return pd.read_parquet(path)
+    points = read_frame(path, "maps points")
+    missing = [c for c in POINT_COLUMNS if c not in points.columns]
+    if missing:
+        raise MapsError(f"{path}: not a maps points table (lacks column(s) {', '.join(missing)})")
+    return points

@@ -30,22 +30,32 @@ def build(
     arity: Annotated[str, typer.Option(help="arities, e.g. 2,3,4")] = "2,3",
     embeddings: Annotated[str, typer.Option("--embedding", help="all or e.g. mat2vec,magpie")] = "all",
     methods: Annotated[str, typer.Option("--method", help="all or e.g. pca,umap")] = "all",
-    per_category: Annotated[int, typer.Option(help="compositions sampled per category and arity")] = 3000,
+    per_category: Annotated[
+        int, typer.Option(min=1, help="compositions sampled per category and arity")
+    ] = 3000,
     seed: Annotated[int, typer.Option(help="sampling and projection seed")] = 0,
 ) -> None:
     """Sample the lake, embed, project to 2-D and measure how well the categories separate."""
     from crystalspace.config import parse_arities
     from crystalspace.maps.build import build_maps
-    from crystalspace.maps.embed import parse_embeddings
+    from crystalspace.maps.embed import MapsError, parse_embeddings
     from crystalspace.maps.reduce import parse_methods
     from crystalspace.maps.separation import to_markdown
 
+    arities = parse_arities(arity)
+    if not arities or any(not 2 <= a <= 4 for a in arities):
+        raise MapsError(f"--arity expects arities between 2 and 4, e.g. 2,3; got {arity!r}")
+    method_names = parse_methods(methods)
+    if not method_names:
+        raise MapsError(f"--method expects all or projection names, e.g. pca,umap; got {methods!r}")
+    if out.exists() and not out.is_dir():
+        raise MapsError(f"--out {out}: exists and is not a directory")
     report = build_maps(
         lake,
         out,
-        arities=parse_arities(arity),
+        arities=arities,
         embeddings=parse_embeddings(embeddings),
-        methods=parse_methods(methods),
+        methods=method_names,
         per_category=per_category,
         seed=seed,
     )
@@ -101,10 +111,10 @@ def embed(
     out: Annotated[Path | None, typer.Option(help="output folder [embeddings/<embedding>]")] = None,
     project: Annotated[str, typer.Option(help="pca|umap|none: 2-D projection fitted on a sample")] = "pca",
     vectors: Annotated[bool, typer.Option("--vectors/--no-vectors", help="store the full vectors")] = True,
-    fit_rows: Annotated[int, typer.Option(help="rows the projection is fitted on")] = 20_000,
+    fit_rows: Annotated[int, typer.Option(min=1, help="rows the projection is fitted on")] = 20_000,
     seed: Annotated[int, typer.Option(help="seed of the fitting sample")] = 0,
     address: Annotated[str | None, typer.Option(help="Ray cluster address [embedded]")] = None,
-    num_cpus: Annotated[int | None, typer.Option(help="CPUs for the embedded Ray")] = None,
+    num_cpus: Annotated[int | None, typer.Option(min=1, help="CPUs for the embedded Ray")] = None,
 ) -> None:
     """Embed every composition of a lake selection with Ray Data, writing Parquet."""
     from crystalspace.maps.scale import embed_selection

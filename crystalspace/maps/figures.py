@@ -158,11 +158,12 @@ def make_figures(maps: str | Path) -> list[Path]:
     matplotlib.use("Agg")
     maps = Path(maps)
     points = read_points(maps)
+    frequency = _read_frequency(maps / FREQUENCY) if (maps / FREQUENCY).is_file() else None
     out = maps / "figures"
     out.mkdir(exist_ok=True)
     paths = []
-    if (maps / FREQUENCY).is_file():
-        paths.append(periodic_table_figure(pd.read_csv(maps / FREQUENCY), out / "periodic_table_binary.png"))
+    if frequency is not None:
+        paths.append(periodic_table_figure(frequency, out / "periodic_table_binary.png"))
     else:
         log.warning("no %s (the maps have no arity 2): periodic table skipped", FREQUENCY)
     for arity in sorted(points["arity"].unique()):
@@ -188,6 +189,18 @@ def make_figures(maps: str | Path) -> list[Path]:
     if not paths:
         raise MapsError(f"nothing to draw in {maps}")
     return paths
+
+
+def _read_frequency(path: Path) -> pd.DataFrame:
+    """The element-frequency table of a maps folder, with one clear error when it is unreadable."""
+    try:
+        frequency = pd.read_csv(path)
+    except (ValueError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise MapsError(f"cannot read {path}: {str(exc).splitlines()[0] or 'not a CSV table'}") from None
+    missing = [c for c in ("z", "symbol", "count") if c not in frequency.columns]
+    if missing:
+        raise MapsError(f"{path}: not an element-frequency table (lacks column(s) {', '.join(missing)})")
+    return frequency
 
 
 def _arity_name(arity: int) -> str:

@@ -51,9 +51,7 @@ class Sample:
 
 def connect_lake(lake: str) -> duckdb.DuckDBPyConnection:
     """`crystalspace.lake.duck.connect` without DuckDB's progress bar."""
-    con = connect(lake)
-    con.execute("SET enable_progress_bar = false")
-    return con
+    return connect(lake, enable_progress_bar=False)
 
 
 def lake_arities(lake: str) -> dict[int, int]:

@@ -1,9 +1,9 @@
 """`map embed`: compositional embeddings (and a 2-D projection) of a whole lake selection.
 
-``ray.data.from_items(shard files) -> map_batches(ShardEmbedder) -> iter_rows()``: DuckDB first
+``ray.data.from_items(shard files) -> map_batches(embed_shards) -> iter_rows()``: DuckDB first
 finds which shard files hold rows of the ``--where`` selection (and how many, for the progress
 bar). The projection (PCA, or UMAP on 50 principal components) is fitted once on a seeded
-sample of the selection. Every Ray actor then reads its shard through DuckDB with the same
+sample of the selection. Every Ray task then reads its shard through DuckDB with the same
 filter, embeds it in chunks of ``CHUNK_ROWS`` (one matrix product each), projects it and writes
 its Parquet files straight to the output folder; the driver only gathers row counts. The
 output is written to a temporary folder and renamed at the end, so a failed run leaves nothing
@@ -16,6 +16,7 @@ Output columns: ``formula``, ``category``, ``arity``, ``x``, ``y`` (projection; 
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import shutil
@@ -29,7 +30,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from crystalspace.lake.store import resolve
+from crystalspace.lake.duck import confine, recorded_files, sql_condition
+from crystalspace.lake.store import is_remote, redact, resolve
 from crystalspace.maps.embed import MapsError, check_embedding, composition_embedding, load_embedding
 from crystalspace.maps.reduce import PRE_PCA, standardise
 from crystalspace.runtime import init_ray, progress, quiet_ray_data
@@ -87,35 +89,38 @@ class Projector:
         return np.asarray(out, dtype=np.float32)
 
 
-def _duck(threads: int | None = None) -> Any:
+def _duck(root: str, threads: int | None = None) -> Any:
+    """A DuckDB connection that may read files under ``root`` only (see `lake.duck.confine`)."""
     import duckdb
 
     con = duckdb.connect()
     con.execute("SET enable_progress_bar = false")
     if threads:
-        con.execute(f"SET threads = {threads}")
+        con.execute("SET threads = ?", [threads])
+    confine(con, root)
     return con
 
 
-def _source(path: str) -> str:
-    return f"read_parquet('{path}', hive_partitioning = true)"
+_SOURCE = "read_parquet($files, hive_partitioning = true, filename = true)"
 
 
 def select_files(lake: str, where: str) -> dict[str, int]:
     """Shard files of ``lake`` holding rows of the selection, with their row counts."""
-    _fs, root = resolve(lake)
-    if not (Path(root) / "_manifest.json").is_file():
-        raise MapsError(f"no crystalspace lake at {lake}; run `crystalspace space build`")
-    if not list(Path(root).glob("arity=*/z1=*/*.parquet")):
+    if is_remote(lake):
+        raise MapsError(f"`map embed` reads local lakes; copy {redact(lake)} to a local path first")
+    files = recorded_files(lake)
+    if not files:
         raise MapsError(f"the lake {lake} holds no composition rows")
     import duckdb
 
+    _, root = resolve(lake)
     try:
         rows = (
-            _duck()
+            _duck(root)
             .execute(
-                f"SELECT filename, count(*) FROM read_parquet('{root}/arity=*/z1=*/*.parquet', "
-                f"hive_partitioning = true, filename = true) WHERE ({where}) GROUP BY filename ORDER BY filename"
+                f"SELECT filename, count(*) FROM {_SOURCE} WHERE ({sql_condition(where)}) "
+                "GROUP BY filename ORDER BY filename",
+                {"files": files},
             )
             .fetchall()
         )
@@ -132,15 +137,20 @@ def _embed_table(table: dict[str, np.ndarray], name: str) -> tuple[np.ndarray, n
     return composition_embedding(z, n, load_embedding(name))
 
 
+def embed_shards(batch: dict[str, np.ndarray], **settings: Any) -> dict[str, np.ndarray]:
+    """Ray Data batch function: embed, project and write the selected rows of the batch's shard files."""
+    return ShardEmbedder(**settings)(batch)
+
+
 class ShardEmbedder:
-    """Ray Data callable class: embeds, projects and writes the selected rows of shard files."""
+    """Embeds, projects and writes the selected rows of shard files (one DuckDB connection)."""
 
     def __init__(
-        self, embedding: str, where: str, out: str, projector: Projector | None, vectors: bool
+        self, lake_root: str, embedding: str, where: str, out: str, projector: Projector | None, vectors: bool
     ) -> None:
         self.name, self.where, self.out = embedding, where, Path(out)
         self.projector, self.vectors = projector, vectors
-        self.con = _duck(threads=1)
+        self.con = _duck(str(Path(lake_root)), threads=1)
         load_embedding(embedding)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -153,7 +163,7 @@ class ShardEmbedder:
 
     def _one(self, path: str) -> tuple[int, int]:
         reader = self.con.execute(
-            f"SELECT {_SELECT} FROM {_source(path)} WHERE ({self.where})"
+            f"SELECT {_SELECT} FROM {_SOURCE} WHERE ({sql_condition(self.where)})", {"files": [path]}
         ).to_arrow_reader(CHUNK_ROWS)
         stem, total, dropped, part = Path(path).parent.name + "-" + Path(path).stem, 0, 0, 0
         pending: list[pa.RecordBatch] = []
@@ -191,11 +201,11 @@ def fit_projection(
         return None
     _, root = resolve(lake)
     table = (
-        _duck()
+        _duck(root)
         .execute(
-            f"SELECT {_SELECT} FROM read_parquet('{root}/arity=*/z1=*/*.parquet', hive_partitioning = true) "
-            f"WHERE ({where}) ORDER BY hash(formula, ?::BIGINT), formula LIMIT ?",
-            [seed, rows],
+            f"SELECT {_SELECT} FROM {_SOURCE} WHERE ({sql_condition(where)}) "
+            "ORDER BY hash(formula, $seed::BIGINT), formula LIMIT $rows",
+            {"files": recorded_files(lake), "seed": seed, "rows": rows},
         )
         .fetchnumpy()
     )
@@ -232,7 +242,7 @@ def embed_selection(
     tmp = out.with_name(f".{out.name}.tmp-{uuid.uuid4().hex[:8]}")
     tmp.mkdir(parents=True)
     try:
-        rows, dropped = _run(files, embedding, where, tmp, projector, vectors, address, num_cpus)
+        rows, dropped = _run(lake, files, embedding, where, tmp, projector, vectors, address, num_cpus)
         report = EmbedReport(
             str(out),
             embedding,
@@ -254,6 +264,7 @@ def embed_selection(
 
 
 def _run(
+    lake: str,
     files: dict[str, int],
     embedding: str,
     where: str,
@@ -267,22 +278,20 @@ def _run(
     quiet_ray_data()
     import ray
 
-    workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
     order = sorted(files, key=files.__getitem__, reverse=True)  # biggest shards first
-    items = ray.data.from_items([{"path": p} for p in order], override_num_blocks=len(order)).materialize()
-    ds = items.map_batches(
-        ShardEmbedder,
-        fn_constructor_kwargs={
-            "embedding": embedding,
-            "where": where,
-            "out": str(out.resolve()),
-            "projector": projector,
-            "vectors": vectors,
-        },
-        batch_size=1,
-        compute=ray.data.ActorPoolStrategy(size=min(workers, len(order))),
-        num_cpus=1,
+    embed = functools.partial(
+        embed_shards,
+        lake_root=resolve(lake)[1],
+        embedding=embedding,
+        where=where,
+        out=str(out.resolve()),
+        projector=projector,
+        vectors=vectors,
     )
+    # Tasks, not an actor pool: Ray Data passes actor constructor arguments through the object
+    # store, which Ray reports as an error line (ray-project/ray#53727).
+    items = ray.data.from_items([{"path": p} for p in order], override_num_blocks=len(order))
+    ds = items.map_batches(embed, batch_size=1, num_cpus=1)
     rows = dropped = 0
     with progress(len(order), f"embedding {embedding}", unit="rows") as bar:
         for row in ds.iter_rows():

@@ -42,30 +42,37 @@ class AnalysisWarning(UserWarning):
 # --------------------------------------------------------------------------------------- loading
 def load_trajectories(paths: Sequence[str | os.PathLike[str]] | str | os.PathLike[str]) -> pd.DataFrame:
     """Trajectory rows from Parquet files and/or directories of MD chunks, as one DataFrame."""
-    import pyarrow.parquet as pq
+    import pyarrow as pa
 
     from crystalspace.md.trajectory import read_trajectory
+    from crystalspace.tables import TableError, read_frame
 
     items = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+    if not items:
+        raise AnalysisError("no trajectory files or directories given")
+    need = {"material", "temperature_K", "run", "step", "time_fs", "numbers", "positions", "cell"}
     frames = []
     for p in items:
         p = Path(p)
         if p.is_dir():
-            frames.append(read_trajectory(p).to_pandas())
+            try:
+                frame = read_trajectory(p).to_pandas()
+            except (OSError, pa.ArrowException) as exc:  # a chunk that is not readable Parquet
+                first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                raise TableError(f"cannot read trajectory directory {p}: {first}") from None
         elif p.is_file():
-            frames.append(pq.read_table(p).to_pandas())
+            frame = read_frame(p, "trajectory")
         else:
             raise AnalysisError(f"{p}: no such trajectory file or directory")
-    df = pd.concat(frames, ignore_index=True)
-    if "positions" not in df and "unwrapped_positions" in df:
-        df["positions"] = _wrapped(df)
-    need = {"material", "temperature_K", "run", "step", "time_fs", "numbers", "positions", "cell"}
-    missing = need - set(df.columns)
-    if missing:
-        raise AnalysisError(f"trajectory lacks column(s) {', '.join(sorted(missing))}")
-    if "phase" not in df:
-        df["phase"] = "production"
-    return df
+        missing = need - set(frame.columns) - ({"positions"} if "unwrapped_positions" in frame else set())
+        if missing:
+            raise AnalysisError(f"{p}: not a trajectory (lacks column(s) {', '.join(sorted(missing))})")
+        if "positions" not in frame:
+            frame["positions"] = _wrapped(frame)
+        if "phase" not in frame:
+            frame["phase"] = "production"
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True)
 
 
 def _wrapped(df: pd.DataFrame) -> list[np.ndarray]:

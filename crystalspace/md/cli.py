@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Annotated
 
@@ -16,9 +17,24 @@ app = typer.Typer(help="Batched MLFF molecular dynamics, diffusion/stability ana
 
 def _floats(text: str, what: str) -> list[float]:
     try:
-        return [float(x) for x in text.split(",") if x.strip()]
+        values = [float(x) for x in text.split(",") if x.strip()]
     except ValueError:
         raise UserError(f"{what}: expected comma-separated numbers, got {text!r}") from None
+    if not values or not all(math.isfinite(v) for v in values):
+        raise UserError(f"{what}: expected comma-separated numbers, got {text!r}")
+    return values
+
+
+def _positive(value: float, what: str, zero: bool = False) -> None:
+    """Refuse a non-positive (or, with ``zero``, a negative) ``value`` of option ``what``."""
+    if not math.isfinite(value) or value < 0 or (value == 0 and not zero):
+        raise UserError(f"{what} must be {'>= 0' if zero else '> 0'}, got {value:g}")
+
+
+def _out_dir(out: Path, what: str = "--out") -> None:
+    """Refuse an output directory that exists as something else (checked before any work)."""
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{what} {out}: exists and is not a directory")
 
 
 @app.command("run")
@@ -31,33 +47,47 @@ def run_cmd(
     temperatures: Annotated[
         str, typer.Option("--temperatures", help="K, e.g. 800,1000,1200")
     ] = "800,1000,1200",
-    repeats: Annotated[int, typer.Option("--repeats")] = 2,
+    repeats: Annotated[int, typer.Option("--repeats", min=1, help="runs per material and T")] = 2,
     provider: Annotated[
         str, typer.Option("--provider", help="pair | chgnet | registered name | model path")
     ] = "pair",
     ramp_ps: Annotated[float, typer.Option("--ramp-ps")] = 5.0,
     production_ps: Annotated[float, typer.Option("--production-ps")] = 10.0,
     thermostat: Annotated[str, typer.Option("--thermostat", help="nhc | langevin | nve")] = "nhc",
-    actors: Annotated[int, typer.Option("--actors", help="actors per material")] = 2,
-    num_gpus: Annotated[float, typer.Option("--gpus-per-actor")] = 0.0,
-    checkpoint_every: Annotated[int, typer.Option("--checkpoint-every")] = 500,
+    actors: Annotated[int, typer.Option("--actors", min=1, help="actors per material")] = 2,
+    num_gpus: Annotated[float, typer.Option("--gpus-per-actor", min=0.0)] = 0.0,
+    checkpoint_every: Annotated[int, typer.Option("--checkpoint-every", min=1, help="MD steps")] = 500,
 ) -> None:
     """Run the study's protocol (MB at 100 K, ramp, NVT production) for every material × T × repeat."""
     from crystalspace.atoms.io import read_structures
     from crystalspace.md.actors import run_md
     from crystalspace.md.engine import MDProtocol
+    from crystalspace.md.forces import check_provider
 
+    # every input is checked here, before Ray starts and before --out is created
     if thermostat not in ("nhc", "langevin", "nve"):
         raise UserError(f"unknown thermostat {thermostat!r} (nhc, langevin, nve)")
+    temps = _floats(temperatures, "--temperatures")
+    if min(temps) <= 0:
+        raise UserError(f"--temperatures must be > 0 K, got {temperatures!r}")
+    _positive(ramp_ps, "--ramp-ps")
+    _positive(production_ps, "--production-ps")
+    _out_dir(out)
+    check_provider(provider)
     structures = {}
     for item in structure:
         name, _, path = item.rpartition("=")
+        if not path.strip():
+            raise UserError(f"--structure {item!r}: expected FILE or NAME=FILE")
         atoms = read_structures(path, index=0)[0]
-        structures[name or Path(path).stem.split("_")[0]] = atoms
+        name = name or Path(path).stem.split("_")[0]
+        if name in structures:
+            raise UserError(f"--structure: material {name!r} given twice (name them NAME=FILE)")
+        structures[name] = atoms
     protocol = MDProtocol(ramp_ps=ramp_ps, production_ps=production_ps, thermostat=thermostat,  # type: ignore[arg-type]
                           checkpoint_every=checkpoint_every)  # fmt: skip
-    summary = run_md(structures, _floats(temperatures, "--temperatures"), repeats, out, protocol, provider,
-                     actors_per_material=actors, num_gpus=num_gpus)  # fmt: skip
+    summary = run_md(structures, temps, repeats, out, protocol, provider, actors_per_material=actors,
+                     num_gpus=num_gpus)  # fmt: skip
     stopped = [r for r in summary if r["status"] != "ok"]
     info = json.loads((out / "summary.json").read_text())
     print(
@@ -83,8 +113,11 @@ def analyze_cmd(
     from crystalspace.md import analysis as an
 
     window = _floats(fit_ps, "--fit-ps")
-    if len(window) != 2:
-        raise UserError("--fit-ps needs two numbers, e.g. 1,5")
+    if len(window) != 2 or not 0 <= window[0] < window[1]:
+        raise UserError(f"--fit-ps needs two numbers 0 <= start < end, e.g. 1,5; got {fit_ps!r}")
+    _positive(discard_ps, "--discard-ps", zero=True)
+    _positive(t_room, "--t-room")
+    _out_dir(out)
     frames = an.load_trajectories(trajectories)
     table = an.diffusion_table(frames, discard_ps, (window[0], window[1]))
     an.warn_all(table)
@@ -120,7 +153,7 @@ def report_cmd(
     split_seeds: Annotated[bool, typer.Option("--split-seeds", help="reference seeds as models")] = False,
     discard_ps: Annotated[float, typer.Option("--discard-ps")] = 0.0,
     t_room: Annotated[float, typer.Option("--t-room")] = 300.0,
-    rdf_frames: Annotated[int, typer.Option("--rdf-frames")] = 50,
+    rdf_frames: Annotated[int, typer.Option("--rdf-frames", min=1)] = 50,
     force_provider: Annotated[
         list[str] | None,
         typer.Option(
@@ -132,6 +165,9 @@ def report_cmd(
     from crystalspace.md import analysis as an
     from crystalspace.md import report as rp
 
+    _positive(discard_ps, "--discard-ps", zero=True)
+    _positive(t_room, "--t-room")
+    _out_dir(out)
     ref = an.load_trajectories(reference)
     models: list[rp.ModelRun] = []
     rdf_ref = None
@@ -140,9 +176,10 @@ def report_cmd(
         rdf_ref = ref[ref.run == ref.run.min()]
     for item in model or []:
         name, sep, paths = item.partition("=")
-        if not sep:
-            raise UserError(f"--model {item!r}: expected NAME=PATH")
-        models.append(rp.load_model(name, [Path(p) for p in paths.split(",")]))
+        files = [p.strip() for p in paths.split(",")]
+        if not sep or not name.strip() or not all(files):
+            raise UserError(f"--model {item!r}: expected NAME=PATH[,PATH]")
+        models.append(rp.load_model(name.strip(), [Path(p) for p in files]))
     if not models:
         raise UserError("nothing to compare: give --model NAME=PATH or --split-seeds")
     from crystalspace.md.forces import get_provider

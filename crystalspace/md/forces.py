@@ -238,11 +238,45 @@ def get_provider(name: str, device: str = "cpu", **kwargs: Any) -> ForceProvider
     try:
         potential = load_potential(name, device=device)
     except RegistryError as exc:
-        raise ForceProviderError(
-            f"unknown force provider {name!r} ({exc}); known: {', '.join(sorted(_REGISTRY))} or a saved model"
-        ) from None
+        raise ForceProviderError(_unknown(name, exc)) from None
     potential.skin = float(kwargs.get("skin", MD_SKIN))
     return potential_provider(potential)
+
+
+def check_provider(name: str) -> None:
+    """Raise :class:`ForceProviderError` unless ``name`` is a registered provider or a saved model.
+
+    Cheap (reads the registry entry's JSON files, not its weights): commands call it before they
+    start Ray or write anything.
+    """
+    if name in _REGISTRY:
+        return
+    from crystalspace.registry import RegistryError, load_entry
+
+    if not name.strip():
+        raise ForceProviderError(_unknown(name, None))
+    try:
+        load_entry(name)
+    except RegistryError as exc:
+        raise ForceProviderError(_unknown(name, exc)) from None
+
+
+def _unknown(name: str, exc: Exception | None) -> str:
+    """The one-line message for a provider name that is neither registered nor a saved model."""
+    import os
+    from pathlib import Path
+
+    root = os.environ.get("CRYSTALSPACE_REGISTRY")
+    saved = (
+        sorted(p.name for p in Path(root).iterdir() if (p / "config.json").is_file())
+        if root and Path(root).is_dir()
+        else []
+    )
+    shown = ", ".join(saved[:8]) + (f", … ({len(saved)} in all)" if len(saved) > 8 else "")
+    models = f"a saved model name under {root} ({shown or 'none saved'})" if root else (
+        "a saved model name (set CRYSTALSPACE_REGISTRY)")  # fmt: skip
+    why = f" ({exc})" if exc else ""
+    return f"unknown force provider {name!r}{why}; valid: {', '.join(sorted(_REGISTRY))}, {models} or a model path"
 
 
 def potential_provider(potential: Potential) -> ForceProvider:

@@ -40,9 +40,9 @@ def load_model(name: str, paths: Sequence[str | os.PathLike[str]]) -> ModelRun:
     for p in map(Path, paths):
         base = p if p.is_dir() else p.parent
         if (base / "model.json").is_file():
-            info.update(json.loads((base / "model.json").read_text()))
+            info.update(_read_json(base / "model.json"))
         if (base / "summary.json").is_file():
-            summary = json.loads((base / "summary.json").read_text())
+            summary = _read_json(base / "summary.json")
             info.setdefault("ns_per_day", summary.get("ns_per_day"))
             info["stopped"] = [
                 {k: r.get(k) for k in ("material", "temperature_K", "reason")}
@@ -50,6 +50,17 @@ def load_model(name: str, paths: Sequence[str | os.PathLike[str]]) -> ModelRun:
                 if r.get("reason")
             ]
     return ModelRun(name, an.load_trajectories(list(paths)), info)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    """A JSON object file next to a model's trajectories (``model.json``, ``summary.json``)."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise an.AnalysisError(f"cannot read {path}: {exc}") from None
+    if not isinstance(data, dict):
+        raise an.AnalysisError(f"cannot read {path}: expected a JSON object")
+    return data
 
 
 def seed_split(reference: pd.DataFrame, name: str = "CHGNet") -> tuple[pd.DataFrame, list[ModelRun]]:

@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 import torch
 
 from crystalspace.atoms.io import StructureError, rows_to_table, write_structures
+from crystalspace.registry import load_tensors
+from crystalspace.tables import read_table
 
 _CHUNK = re.compile(r"^(?P<prefix>.+)-(?P<first>\d{9})-(?P<last>\d{9})\.parquet$")
 
@@ -54,7 +55,7 @@ class TrajectoryWriter:
 
 
 def save_checkpoint(path: str | os.PathLike[str], payload: dict[str, Any]) -> None:
-    """Write a checkpoint (tensors and plain values) atomically."""
+    """Write a checkpoint atomically: tensors and plain values only (it is read with ``weights_only=True``)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
@@ -67,7 +68,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any] | None:
     path = Path(path)
     if not path.is_file():
         return None
-    payload: dict[str, Any] = torch.load(path, weights_only=False)
+    payload: dict[str, Any] = load_tensors(path)
     return payload
 
 
@@ -76,7 +77,7 @@ def read_trajectory(directory: str | os.PathLike[str]) -> pa.Table:
     files = sorted(p for p in Path(directory).rglob("*.parquet") if _CHUNK.match(p.name))
     if not files:
         raise StructureError(f"{directory}: no trajectory chunks")
-    table = pa.concat_tables([pq.read_table(p) for p in files], promote_options="default")
+    table = pa.concat_tables([read_table(p, "trajectory chunk") for p in files], promote_options="default")
     keys = [
         (k, "ascending") for k in ("material", "temperature_K", "replica", "step") if k in table.column_names
     ]

@@ -29,15 +29,23 @@ def _config(config: Path | None, sets: list[str] | None, **values: object) -> ob
 
 def _overrides(sets: list[str] | None) -> dict[str, object]:
     """``--set key=value`` options as a dict (values stay strings; the config model parses them)."""
+    from crystalspace.config import parse_sets
+
+    return dict(parse_sets(sets))
+
+
+def _check_device(device: str) -> None:
+    """Refuse a torch device string that is malformed or names CUDA on a machine without it."""
+    import torch
+
     from crystalspace.config import ConfigError
 
-    overrides: dict[str, object] = {}
-    for item in sets or []:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ConfigError(f"--set expects key=value, got {item!r}")
-        overrides[key.strip()] = value.strip()
-    return overrides
+    try:
+        kind = torch.device(device).type
+    except (RuntimeError, ValueError):
+        raise ConfigError(f"--device {device!r}: expected cpu, cuda or cuda:N") from None
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"--device {device!r}: no CUDA GPU on this machine")
 
 
 @app.command("reference")
@@ -48,10 +56,10 @@ def reference(
     ],
     out: Annotated[Path, typer.Option("--out", help="output directory (one <material>.parquet each)")],
     temperatures: Annotated[str, typer.Option("--temperatures", help="K, comma-separated")] = "800,1000,1200",
-    runs: Annotated[int, typer.Option("--runs", help="independent runs per temperature")] = 1,
-    steps: Annotated[int, typer.Option("--steps", help="MD steps per run (2 fs)")] = 500,
-    interval: Annotated[int, typer.Option("--interval", help="record every N steps")] = 10,
-    equilibration: Annotated[int, typer.Option("--equilibration", help="steps before recording")] = 0,
+    runs: Annotated[int, typer.Option("--runs", min=1, help="independent runs per temperature")] = 1,
+    steps: Annotated[int, typer.Option("--steps", min=1, help="MD steps per run (2 fs)")] = 500,
+    interval: Annotated[int, typer.Option("--interval", min=1, help="record every N steps")] = 10,
+    equilibration: Annotated[int, typer.Option("--equilibration", min=0, help="steps before recording")] = 0,
 ) -> None:
     """Reference MD with CHGNet (Ray tasks, offline) for any structures → structure-row Parquet."""
     from crystalspace.config import ConfigError
@@ -61,6 +69,12 @@ def reference(
         temps = [float(t) for t in temperatures.split(",") if t.strip()]
     except ValueError:
         raise ConfigError(f"--temperatures expects numbers, got {temperatures!r}") from None
+    if not temps or not all(0 < t < float("inf") for t in temps):
+        raise ConfigError(f"--temperatures expects temperatures > 0 K, got {temperatures!r}")
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out}: exists and is not a directory")
+    if equilibration > steps:
+        raise ConfigError(f"--equilibration ({equilibration}) exceeds --steps ({steps}): no frame to record")
     paths = generate_reference(load_structures(structures), temps, out, runs, steps, interval, equilibration)
     for name, path in paths.items():
         print(f"{name}: {path}")
@@ -75,8 +89,11 @@ def ingest(
     labels: Annotated[bool, typer.Option("--labels/--no-labels", help="require energy and forces")] = True,
 ) -> None:
     """Read AIMD output into structure rows (one Parquet file)."""
+    from crystalspace.config import ConfigError
     from crystalspace.mlff.ingest import ingest as run
 
+    if out.is_dir() or not out.name:
+        raise ConfigError(f"--out {out}: expected a Parquet file name, not a directory")
     n = run(files, out, material, require_labels=labels)
     print(f"ingested {n} frames -> {out}")
 
@@ -112,12 +129,18 @@ def evaluate(
     out: Annotated[Path, typer.Option("--out", help="directory for the table and parity plots")] = Path(
         "runs/mlff/evaluation"
     ),
-    frames: Annotated[int | None, typer.Option("--frames", help="unseen test frames per material")] = None,
+    frames: Annotated[
+        int | None, typer.Option("--frames", min=1, help="unseen test frames per material")
+    ] = None,
     device: Annotated[str, typer.Option("--device")] = "cpu",
 ) -> None:
     """Direct-prediction table (energy/force MAE, R²) per model × material, and force parity plots."""
+    from crystalspace.config import ConfigError
     from crystalspace.mlff.evaluate import evaluate_models, format_table
 
+    _check_device(device)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out}: exists and is not a directory")
     cfg = _config(config, sets)
     results = evaluate_models(
         list(models),

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from crystalspace.mlff.data import labelled_rows, load_material, split_frames, unseen_frames
+from crystalspace.mlff.data import labelled_rows, load_material, material_path, split_frames, unseen_frames
 from crystalspace.mlff.train import force_metrics, predict_graphs, rows_to_graphs
 
 COLUMNS = ["model", "material", "frames", "energy_mae_mev_atom", "energy_r2", "force_mae", "force_r2", "seen"]
@@ -38,13 +38,15 @@ def evaluate_models(
     from crystalspace.registry import load_entry
     from crystalspace.runtime import progress
 
+    loaded = [load_entry(ref, root=registry) for ref in entries]  # bad names fail before `out` is made
+    for material in materials:
+        material_path(data, material)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     results: list[dict[str, Any]] = []
     parity: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {m: {} for m in materials}
     with progress(len(entries) * len(materials), "evaluate", unit="frames", step="chunks") as bar:
-        for ref in entries:
-            entry = load_entry(ref, root=registry)
+        for entry in loaded:
             pot = load_potential(entry.path, device)
             train = entry.config.get("train", {})
             for material in materials:

@@ -48,7 +48,15 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ray.tune import Callback
 
-from crystalspace.config import ConfigError, MLFFConfig, load_yaml, make_mlff_config
+from crystalspace.config import (
+    ConfigError,
+    MLFFConfig,
+    make_mlff_config,
+    parse_value,
+    path_field,
+    read_config_file,
+    resolve_paths,
+)
 from crystalspace.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -89,7 +97,7 @@ class SweepSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    base: str | None = Field(default=None, description="MLFF training YAML every trial starts from")
+    base: str | None = path_field(default=None, description="MLFF training YAML every trial starts from")
     overrides: dict[str, Any] = Field(default_factory=dict, description="MLFFConfig fields set for all")
     space: dict[str, Any] = Field(description="field -> list/grid/choice/uniform/loguniform/randint/constant")
     num_samples: int = Field(default=1, ge=1, description="samples of the space (grids repeat per sample)")
@@ -100,9 +108,9 @@ class SweepSpec(BaseModel):
     stability: StabilitySpec = Field(default_factory=StabilitySpec)
     max_failures: int = Field(default=1, ge=0, description="restarts of a crashed trial from its checkpoint")
     seed: int = 0
-    out: str = Field(default="runs/mlff_tune", description="tables, figure, best config")
+    out: str = path_field(default="runs/mlff_tune", description="tables, figure, best config")
     name: str = Field(default="mlff_tune", description="experiment name (what --resume continues)")
-    storage: str | None = Field(default=None, description="Tune experiments (default <out>/ray)")
+    storage: str | None = path_field(default=None, description="Tune experiments (default <out>/ray)")
 
     def base_config(self) -> MLFFConfig:
         """The MLFF config shared by all trials (GPU use follows ``gpus_per_trial``)."""
@@ -123,17 +131,12 @@ def load_spec(
 ) -> SweepSpec:
     """A :class:`SweepSpec` from YAML, with MLFF ``overrides`` (``key=value`` strings allowed) and
     ``out``/``name`` on top; every value of the space is checked."""
-    data: dict[str, Any] = {}
-    if file is not None:
-        try:
-            data = load_yaml(Path(file).read_text()) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError(f"cannot read sweep config {file}: {exc}") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"{file}: a sweep config is a mapping")
+    data = read_config_file(file, SweepSpec)
+    if file is not None and isinstance(data.get("overrides"), dict):  # MLFF paths: relative to this file
+        data["overrides"] = resolve_paths(data["overrides"], MLFFConfig, Path(file).resolve().parent)
     data.setdefault("overrides", {})
     for key, value in (overrides or {}).items():
-        data["overrides"][key] = load_yaml(value) if isinstance(value, str) else value
+        data["overrides"][key] = parse_value(key, value) if isinstance(value, str) else value
     data.update({k: v for k, v in {"out": out, "name": name}.items() if v is not None})
     if "space" not in data:
         raise ConfigError("sweep config lacks 'space' (the parameters to sweep)")
@@ -346,7 +349,7 @@ def stability_inputs(spec: StabilitySpec, cfg: MLFFConfig) -> StabilityInputs:
 # --------------------------------------------------------------------------------- the sweep itself
 @dataclass
 class _Invocation:
-    """This process's view of a running sweep (read by :class:`SweepMonitor`, never pickled)."""
+    """This process's view of a running sweep (read by :class:`SweepMonitor`, never serialised)."""
 
     total: int
     stop_after: int | None = None
@@ -360,7 +363,7 @@ _RUNNING: dict[str, _Invocation] = {}
 class SweepMonitor(Callback):
     """Prints a line per finished trial; ends the run gracefully after ``stop_after`` trials.
 
-    Tune pickles its callbacks with the experiment and brings them back on restore, so all
+    Tune serialises its callbacks with the experiment and brings them back on restore, so all
     per-invocation state lives in the module's ``_RUNNING`` (keyed by the experiment name), not here
     (and the class is importable, so the restored callback sees this process's ``_RUNNING``).
     """
@@ -503,7 +506,11 @@ def saved_spec(out: str, name: str, storage: str | None = None) -> SweepSpec:
     path = SweepSpec(space={}, out=out, name=name, storage=storage).experiment_dir / SPEC_FILE
     if not path.exists():
         raise ConfigError(f"nothing to resume at {path.parent} (run the sweep first, or check --out/--name)")
-    return SweepSpec(**json.loads(path.read_text()))
+    try:
+        data = json.loads(path.read_text())
+        return SweepSpec(**data)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, TypeError, ValueError) as exc:
+        raise ConfigError(f"cannot resume from {path}: {str(exc).splitlines()[0]}") from None
 
 
 def _trainable(spec: SweepSpec, cfg: MLFFConfig) -> Any:

@@ -20,7 +20,7 @@ from crystalspace.chem.elements import MAX_Z, element_table
 from crystalspace.chem.formula import format_formula, format_formulas, parse_formula
 from crystalspace.chem.oxidation import OxidationSet, load_oxidation_set
 from crystalspace.config import SpaceConfig
-from crystalspace.lake.store import CATEGORIES, SCHEMA, ShardCounts
+from crystalspace.lake.store import CATEGORIES, SCHEMA, Shard, ShardCounts
 from crystalspace.space.combinatorics import MAX_ARITY, coprime_vectors, n_element_tuples
 from crystalspace.space.kernels import (
     FilterTables,
@@ -57,16 +57,6 @@ class ArityCounts:
     interesting: int
     unlikely: int
     seconds: float = 0.0
-
-
-@dataclass(frozen=True)
-class Shard:
-    """A rank range of element tuples that share their first element (one lake file)."""
-
-    arity: int
-    z1: int
-    start: int
-    stop: int
 
 
 @dataclass
@@ -144,11 +134,13 @@ class Space:
 
     # -- shards ---------------------------------------------------------------------------
 
-    def shards(self, arity: int) -> list[Shard]:
-        """Shard plan: per first element, rank ranges of about ``shard_rows`` compositions."""
+    def shards(self, arity: int, shard_rows: int | None = None) -> list[Shard]:
+        """Shard plan: per first element, rank ranges of about ``shard_rows`` compositions
+        (default: the configured ``shard_rows``)."""
         pool = self.config.pool
         n = len(pool)
-        per = max(1, self.config.shard_rows // len(coprime_vectors(arity, self.config.limit)))
+        rows = shard_rows or self.config.shard_rows
+        per = max(1, rows // len(coprime_vectors(arity, self.config.limit)))
         out = []
         start = 0
         for a in range(n - arity + 1):

@@ -57,11 +57,14 @@ class KnownSet:
         return f"{self.name}@{self.sha256[:12]}"
 
     def contains(self, z: np.ndarray, n: np.ndarray) -> np.ndarray:
-        """Boolean mask: which rows (ascending ``z``, counts ``n``) are known."""
-        keys = pack_keys(z, n)
+        """Boolean mask: which rows (ascending ``z``, counts ``n``) are known. A count above 255
+        (which a key cannot hold, and no reference composition has) is never known."""
+        packable = np.asarray((n <= (1 << _N_BITS) - 1).all(axis=1) & (z < (1 << _Z_BITS)).all(axis=1))
+        keys = pack_keys(np.where(packable[:, None], z, 0), np.where(packable[:, None], n, 0))
         pos = np.searchsorted(self.keys, keys)
         pos = np.minimum(pos, len(self.keys) - 1)
-        return self.keys[pos] == keys if len(self.keys) else np.zeros(len(keys), bool)
+        found = self.keys[pos] == keys if len(self.keys) else np.zeros(len(keys), bool)
+        return found & packable
 
 
 def compositions_table(formulas: Iterable[str], source: str) -> tuple[pa.Table, int]:
@@ -125,7 +128,14 @@ def load_known(name_or_path: str = DEFAULT_REFERENCE) -> KnownSet:
         if not path.is_file():
             raise ChemistryError(f"reference set {name_or_path!r} not found (use 'mp' or a file path)")
         name = path.stem
-    table = _read_reference(path)
+    try:
+        table = _read_reference(path)
+    except (OSError, pa.ArrowException) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ChemistryError(f"reference set {path}: cannot read it as Parquet or CSV ({first})") from None
+    missing = [c for c in ("z1", "z2", "z3", "z4", "n1", "n2", "n3", "n4") if c not in table.column_names]
+    if missing:
+        raise ChemistryError(f"reference set {path}: not a reference table (no column(s) {', '.join(missing)})")
     z = np.stack([table.column(f"z{i}").to_numpy() for i in range(1, 5)], axis=1)
     n = np.stack([table.column(f"n{i}").to_numpy() for i in range(1, 5)], axis=1)
     keys, first = np.unique(pack_keys(z, n), return_index=True)
