@@ -135,7 +135,9 @@ def load_known(name_or_path: str = DEFAULT_REFERENCE) -> KnownSet:
         raise ChemistryError(f"reference set {path}: cannot read it as Parquet or CSV ({first})") from None
     missing = [c for c in ("z1", "z2", "z3", "z4", "n1", "n2", "n3", "n4") if c not in table.column_names]
     if missing:
-        raise ChemistryError(f"reference set {path}: not a reference table (no column(s) {', '.join(missing)})")
+        raise ChemistryError(
+            f"reference set {path}: not a reference table (no column(s) {', '.join(missing)})"
+        )
     z = np.stack([table.column(f"z{i}").to_numpy() for i in range(1, 5)], axis=1)
     n = np.stack([table.column(f"n{i}").to_numpy() for i in range(1, 5)], axis=1)
     keys, first = np.unique(pack_keys(z, n), return_index=True)
