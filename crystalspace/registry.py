@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from crystalspace.errors import UserError
-from crystalspace.lake.store import is_remote, join_uri, redact, resolve
+from crystalspace.storage import is_remote, join_uri, redact, resolve
 
 FILES = ("config.json", "model.pt", "metrics.json", "card.md")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.+]*$")

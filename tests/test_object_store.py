@@ -20,9 +20,10 @@ import pytest
 
 from crystalspace.config import make_space_config
 from crystalspace.lake.duck import connect, run_query
-from crystalspace.lake.store import LakeError, join_uri, redact, resolve
+from crystalspace.lake.store import LakeError
 from crystalspace.space.build import build_lake, verify_lake
 from crystalspace.space.engine import Space
+from crystalspace.storage import join_uri, redact, resolve
 
 BUCKET = "crystalspace-test"
 KEY, SECRET = "AKIATESTKEY", "s3cr3t-Must-N0t-Print"

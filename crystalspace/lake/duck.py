@@ -12,18 +12,8 @@ import duckdb
 
 from crystalspace.chem.elements import MAX_Z, ChemistryError, element_table
 from crystalspace.lake.manifest import check_format, read_manifest, read_record_table, repair_hint
-from crystalspace.lake.store import (
-    MANIFEST,
-    RECORD,
-    SCHEMA,
-    LakeError,
-    io_error,
-    is_remote,
-    list_files,
-    parse_shard_relpath,
-    redact,
-    resolve,
-)
+from crystalspace.lake.store import MANIFEST, RECORD, SCHEMA, LakeError, io_error, parse_shard_relpath
+from crystalspace.storage import is_remote, list_files, redact, resolve
 
 _COLUMNS = (
     "arity::UTINYINT AS arity, z1::UTINYINT AS z1, z2, z3, z4, n1, n2, n3, n4, formula, "

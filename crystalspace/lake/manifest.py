@@ -40,11 +40,8 @@ from crystalspace.lake.store import (
     LakeError,
     ShardCounts,
     ShardFile,
-    now_iso,
-    read_json,
-    remove_quietly,
-    write_atomic,
 )
+from crystalspace.storage import now_iso, read_json, remove_quietly, write_atomic
 
 _COUNT_FIELDS = [f.name for f in fields(ShardCounts)]
 RECORD_SCHEMA = pa.schema(

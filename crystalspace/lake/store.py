@@ -1,4 +1,4 @@
-"""Storage for the lake: URIs (local paths or object stores), atomic writes, shard files.
+"""The lake's files: names, the shard schema, and shard files with their counts and header.
 
 Layout under the lake root (a local path or any URI pyarrow.fs understands, e.g. ``s3://``)::
 
@@ -16,12 +16,9 @@ the lake's header (configuration and layout), so the lake can be rebuilt from it
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import os
 import re
-import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -29,7 +26,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from crystalspace.errors import UserError
+from crystalspace.storage import StorageError, first_line, redact, scrub, write_atomic
 
 MANIFEST = "_manifest.json"
 RECORD = "_shards.pq"
@@ -65,7 +62,7 @@ SCHEMA = pa.schema(
 CATEGORIES = ("standard", "missing", "interesting", "unlikely")
 
 
-class LakeError(UserError, RuntimeError):
+class LakeError(StorageError):
     """A lake that cannot be used as asked (another config's data, missing, corrupt)."""
 
 
@@ -130,127 +127,9 @@ def parse_shard_relpath(rel: str) -> tuple[int, int, int] | None:
     return (int(m[1]), int(m[2]), int(m[3])) if m else None
 
 
-# -- URIs and messages -------------------------------------------------------------------------
-
-
-def resolve(uri: str) -> tuple[pafs.FileSystem, str]:
-    """Filesystem and path for a local path or URI (``s3://bucket/lake``, ``gs://…``, ``file://…``).
-
-    Object-store options can ride in the URI, as pyarrow reads them, e.g.
-    ``s3://KEY:SECRET@bucket/lake?endpoint_override=127.0.0.1:9000&scheme=http``; without them
-    credentials come from the usual environment variables, config files or instance roles.
-    """
-    try:
-        fs, path = pafs.FileSystem.from_uri(uri if "://" in uri else os.path.abspath(uri))
-    except (ValueError, OSError, pa.ArrowException) as exc:
-        raise LakeError(f"cannot open {redact(uri)}: {_first_line(exc)}") from None
-    return fs, path.rstrip("/")
-
-
-def is_remote(uri: str) -> bool:
-    """True for an object-store URI (``s3://``, ``gs://``, …), False for a local path or ``file://``."""
-    return "://" in uri and not uri.startswith("file://")
-
-
-def join_uri(uri: str, *parts: str) -> str:
-    """``uri/part/…`` with any query string (object-store options) kept at the end."""
-    base, sep, query = uri.partition("?")
-    return "/".join([base.rstrip("/"), *parts]) + sep + query
-
-
-def redact(uri: str) -> str:
-    """``uri`` without credentials (``key:secret@``) or query string, for messages."""
-    scheme, sep, rest = uri.split("?", 1)[0].partition("://")
-    return f"{scheme}{sep}{rest.rsplit('@', 1)[-1]}" if sep else scheme
-
-
-_CREDENTIALS = re.compile(r"(\b[a-z][a-z0-9+.-]*://)[^/@\s'\"]*@", re.I)
-_SECRET_OPTIONS = re.compile(
-    r"([?&](?:access_key|secret_key|session_token|[a-z_]*secret[a-z_]*)=)[^&\s'\"]*", re.I
-)
-
-
-def scrub(text: str) -> str:
-    """``text`` with any ``scheme://user:secret@`` credentials and secret URI options removed."""
-    return _SECRET_OPTIONS.sub(r"\1***", _CREDENTIALS.sub(r"\1", text))
-
-
 def io_error(uri: str, exc: BaseException, action: str = "write") -> LakeError:
     """One-line :class:`LakeError` for an I/O failure (permission, disk full, unreachable store)."""
-    return LakeError(f"cannot {action} the lake at {redact(uri)}: {scrub(_first_line(exc))}")
-
-
-def find_os_error(exc: BaseException) -> OSError | None:
-    """The ``OSError`` behind ``exc``: itself, one of its causes, or, for an error a Ray worker
-    raised (which reaches the driver as text), the last ``[Errno N] …`` line of its message."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, OSError):
-            return current
-        current = getattr(current, "cause", None) or current.__cause__ or current.__context__
-    found = re.findall(r"^\s*\w*(?:Error|Exception): \[Errno (\d+)\] ?(.*)$", str(exc), flags=re.M)
-    if found:
-        errno, message = found[-1]
-        return OSError(int(errno), message.strip())
-    return None
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    if isinstance(exc, OSError) and exc.errno and exc.strerror:
-        text = f"[Errno {exc.errno}] {exc.strerror}" + (f": {exc.filename}" if exc.filename else "")
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
-# -- files ---------------------------------------------------------------------------------------
-
-
-def write_atomic(fs: pafs.FileSystem, path: str, data: bytes) -> None:
-    """Write ``data`` to ``path`` under a temporary name, then rename: readers see old or new."""
-    fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
-    tmp = f"{path}.{os.getpid()}.tmp"
-    try:
-        with fs.open_output_stream(tmp) as f:
-            f.write(data)
-        fs.move(tmp, path)
-    except BaseException:
-        remove_quietly(fs, tmp)  # a failed write or rename leaves nothing behind
-        raise
-
-
-def remove_quietly(fs: pafs.FileSystem, path: str) -> None:
-    with contextlib.suppress(OSError):
-        fs.delete_file(path)
-
-
-def read_json(fs: pafs.FileSystem, path: str) -> dict[str, Any] | None:
-    """The JSON object at ``path``; None when there is no file."""
-    try:
-        with fs.open_input_stream(path) as f:
-            return dict(json.loads(f.read()))
-    except FileNotFoundError:
-        return None
-
-
-def list_files(fs: pafs.FileSystem, root: str) -> dict[str, int]:
-    """Every file under ``root``: path relative to it -> size in bytes."""
-    selector = pafs.FileSelector(root, allow_not_found=True, recursive=True)
-    return {
-        info.path[len(root) + 1 :]: int(info.size or 0)
-        for info in fs.get_file_info(selector)
-        if info.type == pafs.FileType.File
-    }
-
-
-def file_sha256(fs: pafs.FileSystem, path: str) -> str:
-    """SHA-256 of a file (read in 8 MB blocks; hashing releases the GIL, so threads help)."""
-    digest = hashlib.sha256()
-    with fs.open_input_stream(path) as f:
-        while block := f.read(8 << 20):
-            digest.update(block)
-    return digest.hexdigest()
+    return LakeError(f"cannot {action} the lake at {redact(uri)}: {scrub(first_line(exc))}")
 
 
 def serialise_shard(table: pa.Table, counts: ShardCounts, header: dict[str, Any]) -> bytes:
@@ -296,7 +175,3 @@ def read_all_pages(fs: pafs.FileSystem, path: str) -> int:
     """Decode every page of a Parquet file (checking page checksums where written); its row count."""
     with fs.open_input_file(path) as f:
         return int(pq.ParquetFile(f, page_checksum_verification=True).read().num_rows)
-
-
-def now_iso() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

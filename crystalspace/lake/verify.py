@@ -30,12 +30,10 @@ from crystalspace.lake.store import (
     RECORD,
     Shard,
     ShardFile,
-    file_sha256,
-    list_files,
     read_all_pages,
     read_footer,
-    remove_quietly,
 )
+from crystalspace.storage import file_sha256, list_files, remove_quietly
 
 #: What a finding means for the shard it names: rebuild it, or only remove a stray file.
 REBUILD = ("missing", "truncated", "altered", "unreadable", "outdated")

@@ -31,10 +31,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from crystalspace.lake.duck import confine, recorded_files, sql_condition
-from crystalspace.lake.store import is_remote, redact, resolve
 from crystalspace.maps.embed import MapsError, check_embedding, composition_embedding, load_embedding
 from crystalspace.maps.reduce import PRE_PCA, standardise
 from crystalspace.runtime import init_ray, progress, quiet_ray_data
+from crystalspace.storage import is_remote, redact, resolve
 
 log = logging.getLogger(__name__)
 

@@ -37,20 +37,15 @@ from crystalspace.lake.store import (
     Shard,
     ShardCounts,
     ShardFile,
-    find_os_error,
     io_error,
-    is_remote,
-    list_files,
     parse_shard_relpath,
     read_footer,
-    redact,
-    resolve,
-    scrub,
     write_shard,
 )
 from crystalspace.lake.verify import REBUILD, STRAY, Expected, Finding, Reconciled, reconcile, remove_files
 from crystalspace.runtime import check_ray_target, init_ray, progress, quiet_ray_data
 from crystalspace.space.engine import Space
+from crystalspace.storage import find_os_error, is_remote, list_files, redact, resolve, scrub
 
 log = logging.getLogger(__name__)
 SAVE_EVERY_S = 1.0  # record and manifest follow finished shards at most this far behind

@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 
 from crystalspace.chem.elements import ChemistryError
 from crystalspace.chem.formula import format_formula, parse_formula
+from crystalspace.storage import first_line
 
 log = logging.getLogger(__name__)
 
@@ -131,8 +132,9 @@ def load_known(name_or_path: str = DEFAULT_REFERENCE) -> KnownSet:
     try:
         table = _read_reference(path)
     except (OSError, pa.ArrowException) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ChemistryError(f"reference set {path}: cannot read it as Parquet or CSV ({first})") from None
+        raise ChemistryError(
+            f"reference set {path}: cannot read it as Parquet or CSV ({first_line(exc)})"
+        ) from None
     missing = [c for c in ("z1", "z2", "z3", "z4", "n1", "n2", "n3", "n4") if c not in table.column_names]
     if missing:
         raise ChemistryError(
