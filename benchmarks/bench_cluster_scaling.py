@@ -35,8 +35,8 @@ def run_one(nodes: int, cpus: int, lake: str, overrides: dict[str, str]) -> dict
     import ray
     from ray.cluster_utils import Cluster
 
-    from crystalspace.config import make_space_config
     from crystalspace.space.build import build_lake
+    from crystalspace.space.config import make_space_config
     from crystalspace.space.engine import Space
 
     t0 = time.perf_counter()

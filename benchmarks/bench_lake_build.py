@@ -14,9 +14,9 @@ import os
 import time
 from pathlib import Path
 
-from crystalspace.config import make_space_config
 from crystalspace.lake.duck import connect, run_query
 from crystalspace.space.build import build_lake
+from crystalspace.space.config import make_space_config
 from crystalspace.space.engine import Space
 
 

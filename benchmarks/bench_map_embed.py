@@ -68,8 +68,8 @@ def batched_rate(table: dict[str, np.ndarray], name: str, repeat: int = 20) -> f
 
 
 def _quick_lake(root: Path) -> str:
-    from crystalspace.config import make_space_config
     from crystalspace.space.build import build_lake
+    from crystalspace.space.config import make_space_config
 
     lake = str(root / "lake")
     cfg = make_space_config(overrides={"arities": "2,3", "elements": "Li,Na,Mg,Zn,Cu,Fe,Al,Sn,N,P,O,S,Cl,F"})

@@ -67,7 +67,7 @@ STUDY_SIZE: dict[str, dict[str, Any]] = {
     "painn": {"hidden": 128, "layers": 3},
     "cgcnn": {"hidden": 128, "layers": 3},
 }
-"""Sizes of the GPU protocol's models (benchmarks/mlff_gpu_protocol.py)."""
+"""Sizes of the GPU protocol's models (benchmarks/bench_mlff_protocol.py)."""
 QUICK_SIZE = {"hidden": 16, "layers": 1}
 CIF = Path(__file__).parent / "data" / "LGPS_chgnet_relaxed.cif"
 INITIAL_RMS_FORCE = 0.5

@@ -86,7 +86,7 @@ def force_speed(
 
 
 def ray_scaling(data: str, out: Path, workers: int, seconds: float, quick: bool) -> float:
-    from crystalspace.config import make_mlff_config
+    from crystalspace.mlff.config import make_mlff_config
     from crystalspace.mlff.train import train_model
 
     cfg = make_mlff_config(

@@ -78,7 +78,8 @@ def _space_config(
     sets: Sequence[str] | None,
     **values: Any,
 ) -> Any:
-    from crystalspace.config import make_space_config, parse_sets
+    from crystalspace.config import parse_sets
+    from crystalspace.space.config import make_space_config
 
     overrides: dict[str, Any] = dict(parse_sets(list(sets or [])))
     overrides.update({k: v for k, v in values.items() if v is not None})

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import ray
 
-from crystalspace.config import make_space_config
 from crystalspace.maps.build import build_maps
 from crystalspace.maps.explorer import write_explorer
 from crystalspace.maps.figures import make_figures
 from crystalspace.space.build import build_lake
+from crystalspace.space.config import make_space_config
 
 
 def main() -> None:

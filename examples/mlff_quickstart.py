@@ -13,8 +13,8 @@ import numpy as np
 import torch
 
 from crystalspace.atoms.io import row_to_atoms
-from crystalspace.config import make_mlff_config
 from crystalspace.mlff.calculator import MLFFCalculator
+from crystalspace.mlff.config import make_mlff_config
 from crystalspace.mlff.data import labelled_rows, load_material
 from crystalspace.mlff.evaluate import evaluate_models, format_table
 from crystalspace.mlff.potential import load_potential

@@ -10,7 +10,7 @@ the numba kernel in well under a second.
 
 from __future__ import annotations
 
-from crystalspace.config import make_space_config
+from crystalspace.space.config import make_space_config
 from crystalspace.space.engine import Space
 
 ELEMENTS = "Li,Zn,Sn,O,Fe,S"

@@ -10,7 +10,7 @@ ZnO (standard: allowed and known), Zn2O (missing: allowed, not known) and LiZn4S
 
 from __future__ import annotations
 
-from crystalspace.config import make_space_config
+from crystalspace.space.config import make_space_config
 from crystalspace.space.engine import Space
 
 FORMULAS = ("ZnO", "Zn2O", "LiZn4SnO8")

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import ray
 
-from crystalspace.config import make_space_config
 from crystalspace.lake.duck import connect, run_query
 from crystalspace.space.build import build_lake
+from crystalspace.space.config import make_space_config
 
 
 def show(title: str, result) -> None:

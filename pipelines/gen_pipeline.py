@@ -10,8 +10,8 @@ import argparse
 import json
 from pathlib import Path
 
-from crystalspace.config import make_gen_config
 from crystalspace.gen import pipeline
+from crystalspace.gen.config import make_gen_config
 from crystalspace.runtime import init_ray
 
 STEPS = ("build-data", "train", "sample", "evaluate")

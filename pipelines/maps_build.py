@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from crystalspace.config import make_maps_config
 from crystalspace.maps.build import build_maps
+from crystalspace.maps.config import make_maps_config
 from crystalspace.maps.embed import parse_embeddings
 from crystalspace.maps.explorer import write_explorer
 from crystalspace.maps.figures import make_figures

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from crystalspace.config import make_mlff_config
+from crystalspace.mlff.config import make_mlff_config
 from crystalspace.mlff.evaluate import evaluate_models, format_table
 from crystalspace.mlff.train import train_model
 

@@ -12,9 +12,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from crystalspace.config import make_space_config, parse_sets
+from crystalspace.config import parse_sets
 from crystalspace.errors import UserError
 from crystalspace.space.build import build_lake
+from crystalspace.space.config import make_space_config
 
 
 def main(argv: list[str] | None = None) -> int:

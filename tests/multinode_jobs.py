@@ -83,9 +83,9 @@ def in_thread(fn: Callable[[], Any]) -> tuple[threading.Thread, dict[str, Any]]:
 
 def lake_node_death(out: Path) -> dict[str, Any]:
     """A worker node dies during a lake build; the build still completes, exact and duplicate-free."""
-    from crystalspace.config import make_space_config
     from crystalspace.lake.duck import connect
     from crystalspace.space.build import build_lake
+    from crystalspace.space.config import make_space_config
     from crystalspace.space.engine import Space
 
     cluster, nodes = make_cluster()

@@ -110,8 +110,8 @@ ROWS: list[tuple[list[str], str, str]] = [
 @pytest.fixture(scope="module")
 def tiny_lake(tmp_path_factory: pytest.TempPathFactory, ray_session: object) -> Path:
     """A real one-shard lake for the query and sql rows."""
-    from crystalspace.config import make_space_config
     from crystalspace.space.build import build_lake
+    from crystalspace.space.config import make_space_config
 
     lake = tmp_path_factory.mktemp("tiny") / "lake"
     build_lake(make_space_config(overrides={"arities": "2", "elements": "Li,O,S,Zn"}), str(lake))

@@ -19,9 +19,9 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from crystalspace.config import make_space_config
 from crystalspace.lake.duck import connect
 from crystalspace.lake.store import read_footer
+from crystalspace.space.config import make_space_config
 
 ROOT = Path(__file__).resolve().parents[1]
 

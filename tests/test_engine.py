@@ -5,13 +5,14 @@ import pytest
 
 from crystalspace.chem.elements import element_table
 from crystalspace.chem.formula import format_formula, format_formulas
-from crystalspace.config import ConfigError, make_space_config
+from crystalspace.config import ConfigError
 from crystalspace.space.combinatorics import (
     coprime_vectors,
     n_compositions,
     rank_combination,
     unrank_combination,
 )
+from crystalspace.space.config import make_space_config
 from crystalspace.space.engine import PUBLISHED_COUNTS as PUBLISHED
 from crystalspace.space.engine import Space
 from crystalspace.space.kernels import filter_range

@@ -16,7 +16,7 @@ from pymatgen.core import Composition, Lattice, Structure
 from typer.testing import CliRunner
 
 from crystalspace.cli import app
-from crystalspace.config import make_gen_config
+from crystalspace.gen.config import make_gen_config
 from crystalspace.gen.sample import postprocess, slerp, v_oxidation_state
 
 SUBSET = Path(__file__).parent / "data" / "gen_subset"

@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from crystalspace.config import make_space_config
 from crystalspace.lake.duck import connect
+from crystalspace.space.config import make_space_config
 from crystalspace.space.engine import Space
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from crystalspace.config import make_space_config
 from crystalspace.lake.duck import connect, run_query
 from crystalspace.lake.store import LakeError
 from crystalspace.space.build import build_lake
+from crystalspace.space.config import make_space_config
 from crystalspace.space.engine import Space
 
 SMALL = "Li,Be,B,C,N,O,F,Na,Mg,Al,Si,P,S,Zn,Sn,Fe"

@@ -20,11 +20,12 @@ import duckdb
 import pyarrow.dataset as ds
 import pytest
 
-from crystalspace.config import ConfigError, make_space_config
+from crystalspace.config import ConfigError
 from crystalspace.errors import UserError
 from crystalspace.lake.duck import connect, run_query, sql_condition
 from crystalspace.lake.store import LakeError
 from crystalspace.space.build import build_lake, repair_lake, verify_lake
+from crystalspace.space.config import make_space_config
 from crystalspace.space.engine import Space
 
 ELEMENTS = "Li,B,O,F,Na,Mg,S,Zn"

@@ -10,7 +10,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from crystalspace.config import make_space_config
 from crystalspace.maps.build import SEPARATION, build_maps, read_points
 from crystalspace.maps.embed import (
     EMBEDDINGS,
@@ -21,6 +20,7 @@ from crystalspace.maps.embed import (
 )
 from crystalspace.maps.sample import anion_classes, sample_arity
 from crystalspace.space.build import build_lake
+from crystalspace.space.config import make_space_config
 
 SMALL = "Li,Be,B,C,N,O,F,Na,Mg,Al,Si,P,S,Cl,Zn,Sn,Fe,Cu,Lr"
 CLI = [sys.executable, "-m", "crystalspace.cli"]

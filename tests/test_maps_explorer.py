@@ -6,10 +6,10 @@ import shutil
 
 import pytest
 
-from crystalspace.config import make_space_config
 from crystalspace.maps.build import build_maps
 from crystalspace.maps.explorer import write_explorer
 from crystalspace.space.build import build_lake
+from crystalspace.space.config import make_space_config
 
 pytestmark = pytest.mark.integration
 

@@ -180,7 +180,7 @@ def test_md_speed_study_lookup() -> None:
 
 
 def test_neighbors_benchmark_quick(tmp_path: Path) -> None:
-    bench = load_bench("bench_neighbors")
+    bench = load_bench("bench_md_neighbors")
     assert bench.main(["--quick", "--replicas", "1,2", "--calls", "1", "--out", str(tmp_path)]) == 0
     import pandas as pd
 

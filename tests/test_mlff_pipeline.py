@@ -18,7 +18,8 @@ from typer.testing import CliRunner
 
 from crystalspace.atoms.graph import neighbor_list
 from crystalspace.atoms.io import StructureError
-from crystalspace.config import ConfigError, make_mlff_config
+from crystalspace.config import ConfigError
+from crystalspace.mlff.config import make_mlff_config
 from crystalspace.mlff.data import labelled_rows, load_material, split_frames
 from crystalspace.mlff.ingest import ingest
 from crystalspace.registry import RegistryError, list_entries, load_entry, save_entry

@@ -12,7 +12,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from crystalspace.config import ConfigError, make_mlff_config
+from crystalspace.config import ConfigError
+from crystalspace.mlff.config import make_mlff_config
 from crystalspace.mlff.tune import count_trials, load_spec, param_space, run_sweep
 
 SMALL = "pipelines/configs/mlff_tune_small.yaml"

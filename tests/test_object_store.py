@@ -18,10 +18,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from crystalspace.config import make_space_config
 from crystalspace.lake.duck import connect, run_query
 from crystalspace.lake.store import LakeError
 from crystalspace.space.build import build_lake, verify_lake
+from crystalspace.space.config import make_space_config
 from crystalspace.space.engine import Space
 from crystalspace.storage import join_uri, redact, resolve
 

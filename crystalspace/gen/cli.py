@@ -25,7 +25,8 @@ CpusOpt = Annotated[int | None, typer.Option(min=1, help="CPUs for the embedded 
 
 
 def _config(config: Path | None, sets: list[str] | None, **values: Any) -> Any:
-    from crystalspace.config import make_gen_config, parse_sets
+    from crystalspace.config import parse_sets
+    from crystalspace.gen.config import make_gen_config
 
     overrides: dict[str, Any] = dict(parse_sets(sets))
     overrides.update({k: v for k, v in values.items() if v is not None})

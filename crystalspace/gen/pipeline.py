@@ -13,7 +13,7 @@ import numpy as np
 if TYPE_CHECKING:
     from pymatgen.core import Structure
 
-    from crystalspace.config import GenConfig
+    from crystalspace.gen.config import GenConfig
     from crystalspace.gen.images import ImageSpec
     from crystalspace.gen.learn import Generator, TrainSettings
 

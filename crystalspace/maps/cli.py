@@ -36,11 +36,11 @@ def build(
     seed: Annotated[int, typer.Option(help="sampling and projection seed")] = 0,
 ) -> None:
     """Sample the lake, embed, project to 2-D and measure how well the categories separate."""
-    from crystalspace.config import parse_arities
     from crystalspace.maps.build import build_maps
     from crystalspace.maps.embed import MapsError, parse_embeddings
     from crystalspace.maps.reduce import parse_methods
     from crystalspace.maps.separation import to_markdown
+    from crystalspace.space.config import parse_arities
 
     arities = parse_arities(arity)
     if not arities or any(not 2 <= a <= 4 for a in arities):

@@ -20,7 +20,7 @@ SetOpt = Annotated[list[str] | None, typer.Option("--set", help="config override
 
 
 def _config(config: Path | None, sets: list[str] | None, **values: object) -> object:
-    from crystalspace.config import make_mlff_config
+    from crystalspace.mlff.config import make_mlff_config
 
     overrides = _overrides(sets)
     overrides.update({k: v for k, v in values.items() if v is not None})

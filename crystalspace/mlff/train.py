@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from crystalspace.config import MLFFConfig
+from crystalspace.mlff.config import MLFFConfig
 from crystalspace.mlff.data import labelled_rows, load_material, split_frames
 
 log = logging.getLogger(__name__)

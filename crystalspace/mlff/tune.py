@@ -48,16 +48,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ray.tune import Callback
 
-from crystalspace.config import (
-    ConfigError,
-    MLFFConfig,
-    make_mlff_config,
-    parse_value,
-    path_field,
-    read_config_file,
-    resolve_paths,
-)
+from crystalspace.config import ConfigError, parse_value, path_field, read_config_file, resolve_paths
 from crystalspace.errors import UserError
+from crystalspace.mlff.config import MLFFConfig, make_mlff_config
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,6 @@ from typing import Any
 import numpy as np
 import pyarrow.fs as pafs
 
-from crystalspace.config import SpaceConfig
 from crystalspace.lake import manifest as mf
 from crystalspace.lake.manifest import BuildLock
 from crystalspace.lake.store import (
@@ -44,6 +43,7 @@ from crystalspace.lake.store import (
 )
 from crystalspace.lake.verify import REBUILD, STRAY, Expected, Finding, Reconciled, reconcile, remove_files
 from crystalspace.runtime import check_ray_target, init_ray, progress, quiet_ray_data
+from crystalspace.space.config import SpaceConfig
 from crystalspace.space.engine import Space
 from crystalspace.storage import find_os_error, is_remote, list_files, redact, resolve, scrub
 

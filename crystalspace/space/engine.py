@@ -19,9 +19,9 @@ import pyarrow.compute as pc
 from crystalspace.chem.elements import MAX_Z, element_table
 from crystalspace.chem.formula import format_formula, format_formulas, parse_formula
 from crystalspace.chem.oxidation import OxidationSet, load_oxidation_set
-from crystalspace.config import SpaceConfig
 from crystalspace.lake.store import CATEGORIES, SCHEMA, Shard, ShardCounts
 from crystalspace.space.combinatorics import MAX_ARITY, coprime_vectors, n_element_tuples
+from crystalspace.space.config import SpaceConfig
 from crystalspace.space.kernels import (
     FilterTables,
     combos_range,

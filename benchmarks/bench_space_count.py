@@ -1,7 +1,7 @@
 """Benchmark: count the allowed compositions of the whole quaternary space.
 
-    python benchmarks/bench_quaternary_count.py                 # numba, plus torch on CUDA if present
-    python benchmarks/bench_quaternary_count.py --torch-cpu     # also torch on the CPU (slow)
+    python benchmarks/bench_space_count.py                 # numba, plus torch on CUDA if present
+    python benchmarks/bench_space_count.py --torch-cpu     # also torch on the CPU (slow)
 
 Times table building apart from counting, prints a table (what, size, time, throughput, speed-up
 over the numba kernel; on CUDA the count runs twice: the first call still grows the memory pool)

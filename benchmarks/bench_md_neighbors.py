@@ -1,8 +1,8 @@
 """Benchmark: per-step cost of the MD force provider, old path (vesin per replica + PyG Batch) vs new.
 
-    python benchmarks/bench_neighbors.py --out $OUT               # CPU and GPU (if any), SchNet/NequIP/DimeNet++
-    python benchmarks/bench_neighbors.py --models /tmp/registry/schnet-lgps-v1 --replicas 1,8,64,256
-    python benchmarks/bench_neighbors.py --quick                  # seconds: CPU, tiny SchNet, replicas 1,8
+    python benchmarks/bench_md_neighbors.py --out $OUT               # CPU and GPU (if any), SchNet/NequIP/DimeNet++
+    python benchmarks/bench_md_neighbors.py --models /tmp/registry/schnet-lgps-v1 --replicas 1,8,64,256
+    python benchmarks/bench_md_neighbors.py --quick                  # seconds: CPU, tiny SchNet, replicas 1,8
 
 System: LGPS (benchmarks/data/LGPS_chgnet_relaxed.cif, 50 atoms, rc 6 Å). For each model and
 replica count R, on one device in one run:

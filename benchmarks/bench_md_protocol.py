@@ -1,10 +1,10 @@
 """The MLFF stability study's MD half, reduced to fit one GPU run: saved MLFFs → MD replicas → report.
 
-    python benchmarks/md_gpu_protocol.py --models R/schnet-lgps-v1,R/dimenetpp-lgps-v1 \
+    python benchmarks/bench_md_protocol.py --models R/schnet-lgps-v1,R/dimenetpp-lgps-v1 \
         --structures DIR --reference F1,F2,F3 --labelled DIR --out $OUT      # one GPU
-    python benchmarks/md_gpu_protocol.py ... --quick                         # CPU smoke test
+    python benchmarks/bench_md_protocol.py ... --quick                         # CPU smoke test
 
-For every saved model (registry entry from ``mlff_gpu_protocol.py``), all replicas of LGPS, Li3PS4
+For every saved model (registry entry from ``bench_mlff_protocol.py``), all replicas of LGPS, Li3PS4
 and Li4GeS4 (``--temperatures`` × ``--repeats``) run through Ray actors that share the GPU
 (:func:`crystalspace.md.actors.run_md`: the study's protocol — Maxwell–Boltzmann at 100 K, velocity
 scaling ramp, Nosé–Hoover chain NVT, 2 fs); the models run one after another so each gets the
@@ -39,7 +39,7 @@ def main() -> int:
     p.add_argument("--structures", required=True, help="dir with <material>_chgnet_relaxed.cif")
     p.add_argument("--reference", required=True, help="reference trajectory files, comma-separated")
     p.add_argument("--labelled", default="", help="dir with labelled <material>.parquet for force MAE")
-    p.add_argument("--out", default=os.environ.get("OUT", "runs/md_gpu_protocol"))
+    p.add_argument("--out", default=os.environ.get("OUT", "runs/bench_md_protocol"))
     p.add_argument("--temperatures", default="800,1000,1200")
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--ramp-ps", type=float, default=2.0)

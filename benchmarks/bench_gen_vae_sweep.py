@@ -3,8 +3,8 @@
 train and test rows, next to the autoencoders alone.
 
 GPU (the base model's training dominates; each variant then takes a minute or two):
-    python benchmarks/gen_vae_sweep.py --config pipelines/configs/gen_full.yaml \\
-        --set data_dir=/tmp/w/gen/data --set model_dir=/tmp/w/gen/model --out $OUT/vae \\
+    python benchmarks/bench_gen_vae_sweep.py --config pipelines/configs/gen_full.yaml \\
+        --set data_dir=$OUT/gen/data --set model_dir=$OUT/gen/model --out $OUT/vae \\
         --variants '[{"cell_weight": 10}, {"vae_latent": 128, "cell_weight": 10}]'
 It builds the VO dataset and trains the base model (``model_dir``) first when they are missing,
 writes ``vae_sweep.md`` after every variant, and names the variant with the most fully
@@ -37,8 +37,9 @@ def _name(variant: dict[str, Any]) -> str:
 
 
 def main() -> None:
-    from crystalspace.config import make_gen_config, parse_sets
+    from crystalspace.config import parse_sets
     from crystalspace.gen import pipeline
+    from crystalspace.gen.config import make_gen_config
     from crystalspace.gen.evaluate import dataset_structures
     from crystalspace.gen.learn import Generator, train_generator
     from crystalspace.runtime import init_ray

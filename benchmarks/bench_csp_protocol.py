@@ -1,10 +1,10 @@
 """AlphaCrystal-II protocol: Table 5 analogue (Ray Tune sweep) and Table 3 analogue (CSP vs random search).
 
-One command on a 1x H100 (~8 min):  python benchmarks/csp_gpu_protocol.py --out $OUT
-CPU smoke test (tiny):              python benchmarks/csp_gpu_protocol.py --quick --out /tmp/csp_proto
+One command on a 1x H100 (~8 min):  python benchmarks/bench_csp_protocol.py --out $OUT
+CPU smoke test (tiny):              python benchmarks/bench_csp_protocol.py --quick --out /tmp/csp_proto
 
 Writes table5.csv/.md, table3.csv/.md, summary.md and PNG figures under --out.
-Settings that differ from the study, to fit the time budget (stated in the output):
+Settings that differ from the study (stated in the output):
 2-D widths 64->128->256 (study 256->512->1024), 30 epochs (study 125), 10 GA runs per formula
 (study 50), CHGNet FIRE relaxations capped at 20 steps (CHGNet is the bottleneck: its actors share the
 GPU when there is one; study: M3GNet, full).

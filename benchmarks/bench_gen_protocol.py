@@ -1,8 +1,8 @@
 """iMatGen protocol on one GPU: VO dataset → CHGNet labels → Ray Train → Tables 1/2, rediscovery,
 stability, baseline, figures. One command, about 8 minutes on 1×H100 (16 cores).
 
-    python benchmarks/gen_gpu_protocol.py --out $OUT          # GPU, reduced study protocol
-    python benchmarks/gen_gpu_protocol.py --quick --out /tmp/g  # CPU smoke run (minutes)
+    python benchmarks/bench_gen_protocol.py --out $OUT          # GPU, reduced study protocol
+    python benchmarks/bench_gen_protocol.py --quick --out /tmp/g  # CPU smoke run (minutes)
 
 Reductions against the study (to fit ~8 minutes): fewer training epochs; Table 1 on a random
 subset of ``reconstruct_max`` rows per split; 1,000 latent points per sampling method (study: 8,835
@@ -83,8 +83,8 @@ def main() -> None:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     import torch
 
-    from crystalspace.config import make_gen_config
     from crystalspace.gen import pipeline
+    from crystalspace.gen.config import make_gen_config
     from crystalspace.gen.sample import MP_VO_SOURCE
     from crystalspace.runtime import init_ray
 

@@ -1,7 +1,7 @@
 """Benchmark: our SMACT filter against SMACT's own ``smact_filter`` on random element tuples.
 
-    python benchmarks/bench_smact_filter.py                          # 300 ternary + 100 quaternary
-    python benchmarks/bench_smact_filter.py --ternary 50 --quaternary 10 --seed 7
+    python benchmarks/bench_space_filter.py                          # 300 ternary + 100 quaternary
+    python benchmarks/bench_space_filter.py --ternary 50 --quaternary 10 --seed 7
 
 Draws a reproducible sample of element tuples from Z 1..103, runs
 ``smact.screening.smact_filter(els, threshold=LIMIT, species_unique=False,

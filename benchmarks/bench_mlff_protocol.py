@@ -1,7 +1,7 @@
 """The MLFF study's protocol, reduced to fit one ~8-minute GPU run: train on LGPS, test transfer.
 
-    python benchmarks/mlff_gpu_protocol.py --data DIR --out DIR            # one GPU (H100)
-    python benchmarks/mlff_gpu_protocol.py --data DIR --out DIR --quick    # CPU smoke test
+    python benchmarks/bench_mlff_protocol.py --data DIR --out DIR            # one GPU (H100)
+    python benchmarks/bench_mlff_protocol.py --data DIR --out DIR --quick    # CPU smoke test
 
 What is reduced (study → here): training frames 6,000 → ``--train`` (200) per temperature,
 validation 500 → ``--val`` (20) per temperature, 10 h → ``--budget`` (100 s) of training per model,
@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
 
-from crystalspace.config import make_mlff_config  # noqa: E402
+from crystalspace.mlff.config import make_mlff_config  # noqa: E402
 from crystalspace.mlff.evaluate import evaluate_models, format_table  # noqa: E402
 from crystalspace.mlff.train import train_model  # noqa: E402
 
@@ -48,7 +48,7 @@ SIZES = {
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="../shared/data/mlff_reference")
-    parser.add_argument("--out", default=os.environ.get("OUT", "runs/mlff_gpu_protocol"))
+    parser.add_argument("--out", default=os.environ.get("OUT", "runs/bench_mlff_protocol"))
     parser.add_argument("--models", default="schnet,dimenetpp,nequip")
     parser.add_argument("--train", type=int, default=200, help="training frames per temperature")
     parser.add_argument("--val", type=int, default=20, help="validation frames per temperature")

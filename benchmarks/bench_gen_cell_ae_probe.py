@@ -4,11 +4,10 @@ The V–O substitution keeps each source binary's lattice, so the cell images of
 those of the MP binaries that pass the study's limits (≤ 20 sites, lengths ≤ 10 Å). This probe
 trains only the cell autoencoder on them (`gen.learn.fit_autoencoder`: the training's own loop,
 loss and learning-rate schedule) and decodes the test lattices, so it tells whether the
-compression step can reach the study's 0.1 Å / 2° on its own, and what it needs. (Its GPU table
-in RESULTS.md predates the decaying learning rate.)
+compression step can reach the study's 0.1 Å / 2° on its own, and what it needs.
 
-GPU (~2 min):  python benchmarks/gen_cell_ae_probe.py --out $OUT
-CPU smoke:     python benchmarks/gen_cell_ae_probe.py --limit 300 --variants 16:32:1 --out /tmp/probe
+GPU (~2 min):  python benchmarks/bench_gen_cell_ae_probe.py --out $OUT
+CPU smoke:     python benchmarks/bench_gen_cell_ae_probe.py --limit 300 --variants 16:32:1 --out /tmp/probe
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """A Ray Tune sweep of the force-field zoo on one GPU (``pipelines/configs/mlff_tune_gpu.yaml``).
 
-    python benchmarks/mlff_tune_gpu.py --data DIR --out DIR             # one H200, ~5 min
-    python benchmarks/mlff_tune_gpu.py --data DIR --out DIR --stability # + short-MD RDF score (needs ASE)
-    python benchmarks/mlff_tune_gpu.py --quick --out DIR                # CI-size sweep on CPU (smoke test)
+    python benchmarks/bench_mlff_tune.py --data DIR --out DIR             # one H200, ~5 min
+    python benchmarks/bench_mlff_tune.py --data DIR --out DIR --stability # + short-MD RDF score (needs ASE)
+    python benchmarks/bench_mlff_tune.py --quick --out DIR                # CI-size sweep on CPU (smoke test)
 
 12 trials (SchNet / DimeNet++ / NequIP-style × 2 widths × 2 samples of cutoff, depth, learning rate
 and force weight), 4 at a time on the GPU, ASHA on the validation force MAE. Tune's experiment
@@ -38,7 +38,7 @@ COLUMNS = ["rank", "trial", "model", "hidden", "layers", "cutoff", "lr", "force_
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="../shared/data/mlff_reference")
-    parser.add_argument("--out", default=os.environ.get("OUT", "runs/mlff_tune_gpu"))
+    parser.add_argument("--out", default=os.environ.get("OUT", "runs/bench_mlff_tune"))
     parser.add_argument("--work", default=None, help="Tune experiment directory (default: temporary)")
     parser.add_argument("--stability", action="store_true", help="add the short-MD RDF score")
     parser.add_argument("--quick", action="store_true", help="the CI-size sweep on CPU (smoke test)")
