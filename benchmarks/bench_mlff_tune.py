@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
 os.chdir(ROOT)  # the sweep configs name their base config relative to the repository root
 
-from crystalspace.mlff.tune import load_spec, print_table, run_sweep  # noqa: E402
+from crystalspace.tune import load_spec, print_table, run_sweep  # noqa: E402
 
 COLUMNS = ["rank", "trial", "model", "hidden", "layers", "cutoff", "lr", "force_weight", "status", "epochs",
            "val_force_mae", "val_energy_mae", "val_force_r2", "rdf_mae", "md_verdict", "objective"]  # fmt: skip

@@ -6,6 +6,7 @@ error line. Each component owns its pydantic model (``space.config``, ``mlff.con
 
 from __future__ import annotations
 
+import argparse
 import re
 from pathlib import Path
 from typing import Any, TypeVar
@@ -34,6 +35,14 @@ def make_config(model: type[M], file: str | Path | None = None, overrides: dict[
     given as text is read as YAML; ``key.sub=value`` sets one entry of a mapping field), validated
     with one :class:`ConfigError` line."""
     return validated(model, apply_overrides(read_config_file(file, model), overrides))
+
+
+def job_arguments(parser: argparse.ArgumentParser, default_config: Path) -> None:
+    """Add ``--config FILE`` and repeatable ``--set key=value``: the options a job entrypoint
+    (``pipelines/*.py``, run by ``ray job submit``) shares with the ``crystalspace`` command line."""
+    parser.add_argument("--config", type=Path, default=default_config, help="YAML config")
+    parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                        help="config override, read as YAML (repeatable)")  # fmt: skip
 
 
 def apply_overrides(data: dict[str, Any], overrides: dict[str, Any] | None) -> dict[str, Any]:

@@ -39,3 +39,13 @@ def user_errors(fn: F) -> F:
             raise
 
     return wrapper  # type: ignore[return-value]
+
+
+def run_job(main: Callable[[], int | None]) -> int:
+    """Run a job entrypoint's ``main``: a :class:`UserError` becomes one ``error:`` line and exit
+    status 2, as on the command line; anything else keeps its traceback."""
+    try:
+        return main() or 0
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

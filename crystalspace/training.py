@@ -8,7 +8,7 @@ the helpers every loop needs, whatever the model:
 - :func:`report_epoch` reports metrics through ``ray.train.report`` and (rank 0) a checkpoint of an
   arbitrary state dict; :func:`latest_state` returns the state to resume from (or None).
   :class:`TrainSession` bundles these for a loop, and :class:`TuneSession` lets the same loop run
-  as a Ray Tune trial instead (see :mod:`crystalspace.mlff.tune`).
+  as a Ray Tune trial instead (see :mod:`crystalspace.tune`).
 - :func:`check_finite` stops with :class:`NonFiniteLossError` naming the batch;
   :func:`guarded` turns that into the worker's return value, so the run stops once, without retries and
   without writing a checkpoint, and :func:`run_training` raises it on the driver.

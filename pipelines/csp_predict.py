@@ -7,23 +7,24 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 from pathlib import Path
 
-import yaml
-
-from crystalspace.csp.pipeline import CSPConfig, default_relaxer, load, predict, train_pipeline
+from crystalspace.config import job_arguments, parse_sets
+from crystalspace.csp.pipeline import default_relaxer, load, load_csp_config, predict, train_pipeline
+from crystalspace.errors import run_job
 from crystalspace.runtime import init_ray
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("formulas", nargs="+")
-    parser.add_argument("--config", type=Path, default=Path(__file__).parent / "configs" / "csp_small.yaml")
+    job_arguments(parser, Path(__file__).parent / "configs" / "csp_small.yaml")
     parser.add_argument("--model-dir", type=Path, default=Path("csp-model"))
     parser.add_argument("--out", type=Path, default=Path("csp_out"))
     args = parser.parse_args()
-    cfg = CSPConfig.from_dict(yaml.safe_load(args.config.read_text()) or {})
+    cfg = load_csp_config(args.config, parse_sets(args.sets))
     init_ray()
     if not (args.model_dir / "model.pt").exists():
         with tempfile.TemporaryDirectory() as tmp:
@@ -43,4 +44,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_job(main))

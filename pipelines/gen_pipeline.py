@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
+from crystalspace.config import job_arguments, parse_sets
+from crystalspace.errors import run_job
 from crystalspace.gen import pipeline
 from crystalspace.gen.config import make_gen_config
 from crystalspace.runtime import init_ray
@@ -19,7 +22,7 @@ STEPS = ("build-data", "train", "sample", "evaluate")
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", type=Path, default=Path(__file__).parent / "configs" / "gen_small.yaml")
+    job_arguments(parser, Path(__file__).parent / "configs" / "gen_small.yaml")
     parser.add_argument(
         "--steps", default=",".join(STEPS), help=f"comma-separated subset of {','.join(STEPS)}"
     )
@@ -29,7 +32,7 @@ def main() -> None:
     bad = sorted(set(steps) - set(STEPS))
     if bad:
         parser.error(f"unknown steps {bad}; choose from {list(STEPS)}")
-    cfg = make_gen_config(args.config)
+    cfg = make_gen_config(args.config, parse_sets(args.sets))
     init_ray(args.address)
     for step in steps:
         if step == "build-data":
@@ -47,4 +50,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_job(main))

@@ -7,8 +7,11 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
+from crystalspace.config import job_arguments, parse_sets
+from crystalspace.errors import run_job
 from crystalspace.maps.build import build_maps
 from crystalspace.maps.config import make_maps_config
 from crystalspace.maps.embed import parse_embeddings
@@ -20,11 +23,11 @@ from crystalspace.maps.separation import to_markdown
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", type=Path, default=Path(__file__).parent / "configs" / "maps_small.yaml")
+    job_arguments(parser, Path(__file__).parent / "configs" / "maps_small.yaml")
     parser.add_argument("--lake", action="append", default=None, help="overrides the config's lakes")
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
-    cfg = make_maps_config(args.config, {"lakes": args.lake, "out": args.out})
+    cfg = make_maps_config(args.config, {**parse_sets(args.sets), "lakes": args.lake, "out": args.out})
     report = build_maps(
         cfg.lakes,
         cfg.out,
@@ -46,4 +49,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_job(main))

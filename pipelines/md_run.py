@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from crystalspace.config import read_config_file, relative_to_file
+from crystalspace.config import apply_overrides, job_arguments, parse_sets, read_config_file, relative_to_file
 from crystalspace.errors import UserError
 
 
@@ -49,11 +49,12 @@ def run(config: dict[str, Any], base: Path) -> list[dict[str, Any]]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", type=Path, default=Path(__file__).parent / "configs" / "md_small.yaml")
+    job_arguments(parser, Path(__file__).parent / "configs" / "md_small.yaml")
     parser.add_argument("--out", default=None, help="trajectory directory [the config's out]")
     args = parser.parse_args(argv)
     try:
-        config = relative_to_file(read_config_file(args.config), ("out",), args.config)
+        config = apply_overrides(relative_to_file(read_config_file(args.config), ("out",), args.config),
+                                 parse_sets(args.sets))  # fmt: skip
         if args.out:
             config["out"] = args.out
         summary = run(config, args.config.resolve().parent)

@@ -7,8 +7,11 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
+from crystalspace.config import job_arguments, parse_sets
+from crystalspace.errors import run_job
 from crystalspace.mlff.config import make_mlff_config
 from crystalspace.mlff.evaluate import evaluate_models, format_table
 from crystalspace.mlff.train import train_model
@@ -16,11 +19,11 @@ from crystalspace.mlff.train import train_model
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", type=Path, default=Path(__file__).parent / "configs" / "mlff_small.yaml")
+    job_arguments(parser, Path(__file__).parent / "configs" / "mlff_small.yaml")
     parser.add_argument("--models", default=None, help="comma-separated (default: the config's model)")
     parser.add_argument("--no-evaluate", action="store_true")
     args = parser.parse_args()
-    base = make_mlff_config(args.config)
+    base = make_mlff_config(args.config, parse_sets(args.sets))
     entries = []
     for name in (args.models or base.model).split(","):
         cfg = base.model_copy(update={"model": name})
@@ -34,4 +37,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_job(main))

@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from crystalspace.config import parse_sets
+from crystalspace.config import job_arguments, parse_sets
 from crystalspace.errors import UserError
 from crystalspace.space.build import build_lake
 from crystalspace.space.config import make_space_config
@@ -20,12 +20,11 @@ from crystalspace.space.config import make_space_config
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", type=Path, default=Path(__file__).parent / "configs" / "space_small.yaml")
+    job_arguments(parser, Path(__file__).parent / "configs" / "space_small.yaml")
     parser.add_argument("--lake", default="lake")
-    parser.add_argument("--set", action="append", default=[], help="config override key=value")
     args = parser.parse_args(argv)
     try:
-        report = build_lake(make_space_config(args.config, dict(parse_sets(args.set))), args.lake)
+        report = build_lake(make_space_config(args.config, parse_sets(args.sets)), args.lake)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from crystalspace.config import ConfigError
 from crystalspace.mlff.config import make_mlff_config
-from crystalspace.mlff.tune import count_trials, load_spec, param_space, run_sweep
+from crystalspace.tune import count_trials, load_spec, param_space, run_sweep
 
 SMALL = "pipelines/configs/mlff_tune_small.yaml"
 GPU = "pipelines/configs/mlff_tune_gpu.yaml"

@@ -19,6 +19,8 @@ echo "== ruff"
 .venv/bin/ruff format --check .
 echo "== mypy"
 .venv/bin/mypy
+echo "== import layers (pyproject.toml [tool.importlinter])"
+.venv/bin/lint-imports --no-cache
 echo "== pytest"
 set +e
 .venv/bin/python -m pytest --cov --cov-report=term:skip-covered "$@"

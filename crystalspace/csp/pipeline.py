@@ -50,6 +50,15 @@ class CSPConfig:
             raise CSPDataError(f"bad csp config: {exc}") from None
 
 
+def load_csp_config(file: str | Path | None = None, overrides: dict[str, Any] | None = None) -> CSPConfig:
+    """The CSP config of an optional YAML file (its relative ``table`` path relative to the file)
+    with overrides on top (``train.epochs=5``, ``ga.population=40`` set nested entries)."""
+    from crystalspace.config import apply_overrides, read_config_file, relative_to_file
+
+    data = relative_to_file(read_config_file(file), ("table",), file) if file else {}
+    return CSPConfig.from_dict(apply_overrides(data, overrides))
+
+
 def load_entries(cfg: CSPConfig) -> list[Entry]:
     """The dataset for ``cfg`` (table, size limit, family)."""
     early = cfg.limit if cfg.family == "all" else None  # stop reading early when no family filter

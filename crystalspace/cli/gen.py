@@ -8,29 +8,18 @@ from typing import Annotated, Any
 
 import typer
 
+from crystalspace.cli.options import AddressOpt, ConfigOpt, NumCpusOpt, SetOpt, overrides
 from crystalspace.errors import user_errors
 
 app = typer.Typer(
     help="Generative inverse design with invertible crystal images (iMatGen).", no_args_is_help=True
 )
 
-ConfigOpt = Annotated[
-    Path | None, typer.Option("--config", help="YAML config (pipelines/configs/gen_*.yaml)")
-]
-SetOpt = Annotated[
-    list[str] | None, typer.Option("--set", help="config override key=value (train.x=... too)")
-]
-AddressOpt = Annotated[str | None, typer.Option(help="Ray cluster address [embedded]")]
-CpusOpt = Annotated[int | None, typer.Option(min=1, help="CPUs for the embedded Ray")]
-
 
 def _config(config: Path | None, sets: list[str] | None, **values: Any) -> Any:
-    from crystalspace.config import parse_sets
     from crystalspace.gen.config import make_gen_config
 
-    overrides: dict[str, Any] = dict(parse_sets(sets))
-    overrides.update({k: v for k, v in values.items() if v is not None})
-    return make_gen_config(config, overrides)
+    return make_gen_config(config, overrides(sets, **values))
 
 
 def _ray(address: str | None, num_cpus: int | None) -> None:
@@ -48,7 +37,7 @@ def build_data(
     energy_limit: Annotated[int | None, typer.Option(min=1, help="rows to label (CI)")] = None,
     no_energies: Annotated[bool, typer.Option("--no-energies", help="substitution step only")] = False,
     address: AddressOpt = None,
-    num_cpus: CpusOpt = None,
+    num_cpus: NumCpusOpt = None,
 ) -> None:
     """VO dataset: substitution (Ray task per binary), then CHGNet energies (resumable)."""
     from crystalspace.gen.pipeline import build_data as run
@@ -63,7 +52,7 @@ def build_data(
 @app.command("train")
 @user_errors
 def train(
-    config: ConfigOpt = None, set_: SetOpt = None, address: AddressOpt = None, num_cpus: CpusOpt = None
+    config: ConfigOpt = None, set_: SetOpt = None, address: AddressOpt = None, num_cpus: NumCpusOpt = None
 ) -> None:
     """Train the autoencoders and the materials VAE (Ray Train); saves the model folder."""
     from crystalspace.gen.pipeline import check_train

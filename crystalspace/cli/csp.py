@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
+from crystalspace.cli.options import ConfigOpt, SetOpt, overrides
 from crystalspace.errors import UserError, user_errors
 
 app = typer.Typer(
@@ -17,22 +18,17 @@ app = typer.Typer(
 DEFAULT_MODEL = Path.home() / ".crystalspace" / "csp-model"
 
 
-def _config(path: Path | None) -> Any:
-    """The CSP config of a YAML file (its relative ``table`` path relative to the file)."""
-    from crystalspace.config import read_config_file, relative_to_file
-    from crystalspace.csp.pipeline import CSPConfig
+def _config(path: Path | None, sets: list[str] | None) -> Any:
+    from crystalspace.csp.pipeline import load_csp_config
 
-    if path is None:
-        return CSPConfig()
-    return CSPConfig.from_dict(relative_to_file(read_config_file(path), ("table",), path))
+    return load_csp_config(path, overrides(sets))
 
 
 @app.command()
 @user_errors
 def train(
-    config: Annotated[
-        Path | None, typer.Option(help="YAML config (pipelines/configs/csp_small.yaml)")
-    ] = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
     model_dir: Annotated[Path, typer.Option(help="where the trained bundle goes")] = DEFAULT_MODEL,
 ) -> None:
     """Build the dataset, train the distance network (Ray Train) and the lattice model."""
@@ -41,7 +37,7 @@ def train(
     from crystalspace.csp.pipeline import train_pipeline
     from crystalspace.runtime import init_ray
 
-    cfg = _config(config)
+    cfg = _config(config, set_)
     init_ray(num_cpus=max(2, cfg.num_workers))
     with tempfile.TemporaryDirectory() as tmp:
         info = train_pipeline(cfg, model_dir, Path(tmp))
@@ -104,7 +100,8 @@ def predict(
 @app.command()
 @user_errors
 def evaluate(
-    config: Annotated[Path | None, typer.Option()] = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
     model_dir: Annotated[Path, typer.Option()] = DEFAULT_MODEL,
     n: Annotated[int, typer.Option(min=1, help="test formulas")] = 5,
     out: Annotated[Path, typer.Option()] = Path("csp_eval.csv"),
@@ -114,7 +111,7 @@ def evaluate(
 
     from crystalspace.csp.pipeline import default_relaxer, evaluate_formulas, load, load_entries
 
-    cfg = _config(config)
+    cfg = _config(config, set_)
     if out.is_dir():
         raise UserError(f"--out {out}: is a directory (give a CSV file name)")
     bundle = load(model_dir)

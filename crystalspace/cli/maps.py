@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from crystalspace.cli.options import AddressOpt, NumCpusOpt
 from crystalspace.errors import user_errors
 
 app = typer.Typer(
@@ -113,8 +114,8 @@ def embed(
     vectors: Annotated[bool, typer.Option("--vectors/--no-vectors", help="store the full vectors")] = True,
     fit_rows: Annotated[int, typer.Option(min=1, help="rows the projection is fitted on")] = 20_000,
     seed: Annotated[int, typer.Option(help="seed of the fitting sample")] = 0,
-    address: Annotated[str | None, typer.Option(help="Ray cluster address [embedded]")] = None,
-    num_cpus: Annotated[int | None, typer.Option(min=1, help="CPUs for the embedded Ray")] = None,
+    address: AddressOpt = None,
+    num_cpus: NumCpusOpt = None,
 ) -> None:
     """Embed every composition of a lake selection with Ray Data, writing Parquet."""
     from crystalspace.maps.scale import embed_selection

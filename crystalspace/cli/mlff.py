@@ -7,31 +7,18 @@ from typing import Annotated
 
 import typer
 
+from crystalspace.cli.options import ConfigOpt, SetOpt, overrides
 from crystalspace.errors import user_errors
 
 app = typer.Typer(
     help="Machine-learning force fields: reference data, training, evaluation.", no_args_is_help=True
 )
 
-ConfigOpt = Annotated[
-    Path | None, typer.Option("--config", help="YAML config (pipelines/configs/mlff_*.yaml)")
-]
-SetOpt = Annotated[list[str] | None, typer.Option("--set", help="config override key=value")]
-
 
 def _config(config: Path | None, sets: list[str] | None, **values: object) -> object:
     from crystalspace.mlff.config import make_mlff_config
 
-    overrides = _overrides(sets)
-    overrides.update({k: v for k, v in values.items() if v is not None})
-    return make_mlff_config(config, overrides)
-
-
-def _overrides(sets: list[str] | None) -> dict[str, object]:
-    """``--set key=value`` options as a dict (values stay strings; the config model parses them)."""
-    from crystalspace.config import parse_sets
-
-    return dict(parse_sets(sets))
+    return make_mlff_config(config, overrides(sets, **values))
 
 
 def _check_device(device: str) -> None:
@@ -176,19 +163,19 @@ def tune(
 ) -> None:
     """Ray Tune sweep over architecture × hyper-parameters with ASHA; resumable; table + plot."""
     from crystalspace.config import ConfigError
-    from crystalspace.mlff.tune import count_trials, load_spec, print_table, run_sweep, saved_spec
+    from crystalspace.tune import count_trials, load_spec, print_table, run_sweep, saved_spec
 
-    overrides = _overrides(sets)
+    sweep_overrides = overrides(sets)
     out_dir = str(out) if out else None
     if resume:
-        if overrides or stability is not None:
+        if sweep_overrides or stability is not None:
             raise ConfigError("--resume continues the sweep as it was started: no --set/--stability")
         base = load_spec(config, out=out_dir, name=name) if config else None
         spec = saved_spec(
             out_dir or (base.out if base else "runs/mlff_tune"), name or (base.name if base else "mlff_tune")
         )
     else:
-        spec = load_spec(config, overrides, out=out_dir, name=name)
+        spec = load_spec(config, sweep_overrides, out=out_dir, name=name)
         if stability is not None:
             spec.stability.enabled = stability
     result = run_sweep(spec, resume=resume, stop_after=stop_after)
@@ -209,7 +196,7 @@ def tune(
 
 def _register_report() -> None:
     """``mlff report`` is ``md report``: the study's tables judge the force fields by their MD."""
-    from crystalspace.md.cli import report_cmd
+    from crystalspace.cli.md import report_cmd
 
     app.command("report", help=report_cmd.__doc__)(report_cmd)
 

@@ -1,0 +1,5 @@
+"""``python -m crystalspace.cli``."""
+
+from crystalspace.cli import app
+
+app()
