@@ -8,7 +8,7 @@ Three numbers on the same selection:
 1. the reference: ``elementembeddings.composition.CompositionalEmbedding(formula, emb)
    .feature_vector("mean")`` in a Python loop over ``--loop-rows`` sampled formulas (the
    Embedding object is loaded once, as a fair loop would);
-2. ``crystalspace.maps.embed.composition_embedding`` on the same rows, in one process;
+2. ``crystalspace.maps.embeddings.composition_embedding`` on the same rows, in one process;
 3. the end-to-end ``map embed`` run (DuckDB read + embed + PCA projection + Parquet write, Ray
    actors, all CPUs) over the whole selection.
 
@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from crystalspace.lake.duck import connect, sql_condition
-from crystalspace.maps.embed import EMBEDDINGS, composition_embedding, load_embedding
-from crystalspace.maps.scale import _SELECT, embed_selection
+from crystalspace.maps.embed_lake import _SELECT, embed_selection
+from crystalspace.maps.embeddings import EMBEDDINGS, composition_embedding, load_embedding
 
 
 def _sample(lake: str, where: str, rows: int) -> dict[str, np.ndarray]:

@@ -14,7 +14,7 @@ from crystalspace.config import job_arguments, parse_sets
 from crystalspace.errors import run_job
 from crystalspace.maps.build import build_maps
 from crystalspace.maps.config import make_maps_config
-from crystalspace.maps.embed import parse_embeddings
+from crystalspace.maps.embeddings import parse_embeddings
 from crystalspace.maps.explorer import write_explorer
 from crystalspace.maps.figures import make_figures
 from crystalspace.maps.reduce import parse_methods

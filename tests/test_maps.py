@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from crystalspace.maps.build import SEPARATION, build_maps, read_points
-from crystalspace.maps.embed import (
+from crystalspace.maps.embeddings import (
     EMBEDDINGS,
     MapsError,
     composition_embedding,
@@ -152,7 +152,7 @@ def test_figures_and_explorer(maps):
 
 @pytest.mark.integration
 def test_map_embed_with_ray(lake, tmp_path):
-    from crystalspace.maps.scale import embed_selection
+    from crystalspace.maps.embed_lake import embed_selection
 
     report = embed_selection(
         lake, "arity = 3 AND (allowed OR z3 = 103)", "magpie", tmp_path / "emb", fit_rows=500

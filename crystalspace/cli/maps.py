@@ -38,7 +38,7 @@ def build(
 ) -> None:
     """Sample the lake, embed, project to 2-D and measure how well the categories separate."""
     from crystalspace.maps.build import build_maps
-    from crystalspace.maps.embed import MapsError, parse_embeddings
+    from crystalspace.maps.embeddings import MapsError, parse_embeddings
     from crystalspace.maps.reduce import parse_methods
     from crystalspace.maps.separation import to_markdown
     from crystalspace.space.config import parse_arities
@@ -118,7 +118,7 @@ def embed(
     num_cpus: NumCpusOpt = None,
 ) -> None:
     """Embed every composition of a lake selection with Ray Data, writing Parquet."""
-    from crystalspace.maps.scale import embed_selection
+    from crystalspace.maps.embed_lake import embed_selection
 
     target = out or Path("embeddings") / embedding
     r = embed_selection(

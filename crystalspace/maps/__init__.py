@@ -1,7 +1,7 @@
 """Maps of chemical space: compositional embeddings, 2-D projections, figures and an explorer.
 
-``sample`` draws seeded per-category samples from the lake, ``embed`` turns compositions into
+``sample`` draws seeded per-category samples from the lake, ``embeddings`` turns compositions into
 stoichiometry-weighted mean element vectors, ``reduce`` projects them to 2-D (PCA, t-SNE, UMAP),
 ``separation`` measures how well the categories separate, ``figures`` and ``explorer`` show the
-maps, and ``scale`` embeds a whole lake selection with Ray Data.
+maps, and ``embed_lake`` embeds a whole lake selection with Ray Data (``map embed``).
 """

@@ -26,7 +26,7 @@ import pandas as pd
 
 from crystalspace import __version__
 from crystalspace.chem.elements import element_table
-from crystalspace.maps.embed import MapsError, composition_embedding, load_embedding, reference_embedding
+from crystalspace.maps.embeddings import MapsError, composition_embedding, load_embedding, reference_embedding
 from crystalspace.maps.reduce import reduce
 from crystalspace.maps.sample import Sample, connect_lake, lake_arities, sample_arity
 from crystalspace.maps.separation import chance, knn_accuracy, silhouette

@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from crystalspace.maps.build import FREQUENCY, read_points
-from crystalspace.maps.embed import MapsError
+from crystalspace.maps.embeddings import MapsError
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from crystalspace.maps.embed import MapsError
+from crystalspace.maps.embeddings import MapsError
 
 log = logging.getLogger(__name__)
 

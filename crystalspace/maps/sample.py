@@ -27,7 +27,7 @@ import pandas as pd
 from crystalspace.chem.elements import element_table
 from crystalspace.lake.duck import connect
 from crystalspace.lake.store import CATEGORIES
-from crystalspace.maps.embed import MapsError
+from crystalspace.maps.embeddings import MapsError
 
 log = logging.getLogger(__name__)
 

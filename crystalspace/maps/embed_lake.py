@@ -31,7 +31,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from crystalspace.lake.duck import confine, recorded_files, sql_condition
-from crystalspace.maps.embed import MapsError, check_embedding, composition_embedding, load_embedding
+from crystalspace.maps.embeddings import MapsError, check_embedding, composition_embedding, load_embedding
 from crystalspace.maps.reduce import PRE_PCA, standardise
 from crystalspace.runtime import init_ray, progress, quiet_ray_data
 from crystalspace.storage import is_remote, redact, resolve
