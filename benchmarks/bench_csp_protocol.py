@@ -141,10 +141,10 @@ def table3(
     from crystalspace.csp.features import Standardiser, species_of
     from crystalspace.csp.ga import GAConfig
     from crystalspace.csp.lattice import LatticeModel
-    from crystalspace.csp.pipeline import CSPConfig, evaluate_formulas
     from crystalspace.csp.relax import RelaxPool
     from crystalspace.csp.target import Bins, pair_mask
     from crystalspace.csp.train import Arrays, TrainConfig, fit
+    from crystalspace.csp.workflow import CSPConfig, evaluate_formulas
 
     cfg = CSPConfig(
         train=TrainConfig(

@@ -2,7 +2,7 @@
 
 The V–O substitution keeps each source binary's lattice, so the cell images of the VO dataset are
 those of the MP binaries that pass the study's limits (≤ 20 sites, lengths ≤ 10 Å). This probe
-trains only the cell autoencoder on them (`gen.learn.fit_autoencoder`: the training's own loop,
+trains only the cell autoencoder on them (`gen.train.fit_autoencoder`: the training's own epoch,
 loss and learning-rate schedule) and decodes the test lattices, so it tells whether the
 compression step can reach the study's 0.1 Å / 2° on its own, and what it needs.
 
@@ -53,8 +53,8 @@ def train_and_score(metric, split, width: int, latent: int, epochs: int, device:
     import torch
 
     from crystalspace.gen.images import ImageSpec, cell_errors, decode_cell, render_cells
-    from crystalspace.gen.learn import TrainSettings, fit_autoencoder
     from crystalspace.gen.models import ConvAutoencoder
+    from crystalspace.gen.train import TrainSettings, fit_autoencoder
 
     spec, s = ImageSpec(), TrainSettings()
     torch.manual_seed(0)

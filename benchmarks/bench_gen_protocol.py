@@ -83,7 +83,7 @@ def main() -> None:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     import torch
 
-    from crystalspace.gen import pipeline
+    from crystalspace.gen import workflow
     from crystalspace.gen.config import make_gen_config
     from crystalspace.gen.sample import MP_VO_SOURCE
     from crystalspace.runtime import init_ray
@@ -113,9 +113,9 @@ def main() -> None:
         print(f"{step}: {times[step]:.0f} s", flush=True)
         return result
 
-    data = timed("dataset + CHGNet labels", pipeline.build_data)
-    final = timed("training (Ray Train)", pipeline.train)
-    timed("evaluation", pipeline.evaluate)
+    data = timed("dataset + CHGNet labels", workflow.build_data)
+    final = timed("training (Ray Train)", workflow.train)
+    timed("evaluation", workflow.evaluate)
     lines = [
         f"## iMatGen protocol ({'quick CPU' if args.quick else 'GPU'} run, {torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'CPU'})",
         "",

@@ -38,10 +38,11 @@ def _name(variant: dict[str, Any]) -> str:
 
 def main() -> None:
     from crystalspace.config import parse_sets
-    from crystalspace.gen import pipeline
+    from crystalspace.gen import workflow
     from crystalspace.gen.config import make_gen_config
     from crystalspace.gen.evaluate import dataset_structures
-    from crystalspace.gen.learn import Generator, train_generator
+    from crystalspace.gen.generator import Generator
+    from crystalspace.gen.train import train_generator
     from crystalspace.runtime import init_ray
 
     a = _args()
@@ -50,18 +51,18 @@ def main() -> None:
     init_ray(num_cpus=a.num_cpus)
     t0 = time.perf_counter()
     if not (Path(cfg.data_dir) / "labelled.parquet").exists():
-        print("dataset:", json.dumps(pipeline.build_data(cfg)), flush=True)
-    if not (Path(cfg.model_dir) / "weights.pt").exists():
-        print("base model:", json.dumps(pipeline.train(cfg)), flush=True)
+        print("dataset:", json.dumps(workflow.build_data(cfg)), flush=True)
+    if not (Path(cfg.model_dir) / "config.json").exists():
+        print("base model:", json.dumps(workflow.train(cfg)), flush=True)
     print(f"data and base model ready after {time.perf_counter() - t0:.0f} s", flush=True)
     _, structures = dataset_structures(cfg.data_dir)
-    base = pipeline.train_settings(cfg)
-    lines = [pipeline.TABLE1_HEADER.replace("| set |", "| VAE (split) |", 1)]
+    base = workflow.train_settings(cfg)
+    lines = [workflow.TABLE1_HEADER.replace("| set |", "| VAE (split) |", 1)]
 
     def score(label: str, gen: Generator, seconds: float | None = None) -> int:
-        t = pipeline.table1(gen, structures, a.rows, cfg.seed, intrinsic=False, autoencoders=seconds is None)
+        t = workflow.table1(gen, structures, a.rows, cfg.seed, intrinsic=False, autoencoders=seconds is None)
         for split, row in t.items():
-            lines.append(pipeline.table1_row(f"{label} ({split})", row))
+            lines.append(workflow.table1_row(f"{label} ({split})", row))
         if seconds is not None:
             lines.append(f"| {label}: VAE training {seconds:.0f} s | | | | | | | | | | |")
         (a.out / "vae_sweep.md").write_text("\n".join(lines) + "\n")

@@ -57,8 +57,8 @@ def main() -> int:
     from crystalspace.md import analysis as an
     from crystalspace.md import report as rp
     from crystalspace.md.actors import run_md
-    from crystalspace.md.engine import MDProtocol
-    from crystalspace.md.forces import get_provider
+    from crystalspace.md.replicas import MDProtocol
+    from crystalspace.potentials import get_provider
     from crystalspace.runtime import init_ray
 
     gpu = torch.cuda.is_available() and not args.quick

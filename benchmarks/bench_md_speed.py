@@ -5,7 +5,7 @@
     python benchmarks/bench_md_speed.py --quick                 # CPU smoke test (seconds)
 
 System: LGPS, the 50-atom CHGNet-relaxed cell (benchmarks/data/LGPS_chgnet_relaxed.cif). Each
-(model, replicas, path) runs the real engine (:class:`crystalspace.md.engine.ReplicaBatch`:
+(model, replicas, path) runs the real engine (:class:`crystalspace.md.replicas.ReplicaBatch`:
 Nosé–Hoover chain NVT at 1000 K, 2 fs, float32, blow-up checks and frames every 10 steps) for
 ``--warmup`` steps, then times at least ``--min-steps`` and at most ``--max-steps`` steps (stopping
 once ``--budget`` seconds have passed), synchronising the device before reading the clock.
@@ -50,8 +50,9 @@ import pandas as pd
 import torch
 
 from crystalspace.atoms.io import StructureError
-from crystalspace.md.engine import MDProtocol, ReplicaBatch, ReplicaSpec, replica_seed
-from crystalspace.md.forces import ForceProvider, get_provider, potential_provider
+from crystalspace.md.replicas import MDProtocol, ReplicaBatch, ReplicaSpec, replica_seed
+from crystalspace.potentials import ForceProvider, get_provider
+from crystalspace.potentials.mlff import potential_provider
 
 STUDY_NS_PER_DAY = {"CGCNN": 45.0, "SchNet": 22.5, "DimeNet": 1.4, "DimeNet++": 6.0, "LEFTNet": 11.3,
                     "Equiformer": 3.0}  # fmt: skip

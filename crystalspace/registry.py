@@ -1,19 +1,26 @@
-"""Saved-model registry: one directory per model, ``<arch>-<dataset>-<version>/``.
+"""Saved models: every trained model (force field, CSP distance network, generator) is one folder.
 
-Each entry holds ``config.json`` (what builds the model: ``arch``, ``hparams``, anything else the
-owner needs), ``model.pt`` (the state dict), ``metrics.json`` and ``card.md`` (a human-readable
-model card). Entries are written to a temporary directory and renamed into place, so a crash never
-leaves a half-written entry. Pipelines (MD, CSP, generation) load entries, never raw training
-checkpoints.
+A folder holds ``config.json`` (what builds the model: ``arch``, ``dataset``, hyper-parameters,
+anything else its owner needs, and ``artefacts``, the names of any extra files), ``model.pt`` (the
+weights: tensors only, read with :func:`load_tensors`), ``metrics.json``, ``card.md`` (a short
+model card: what, data, metrics, how trained) and the declared artefacts (the CSP lattice forests
+``lattice.skops``, the generator's ``latents.npz``). Nothing in it is a pickle.
 
-A registry root may also be an object-store URI (``s3://bucket/registry``, ``gs://…``, anything
-``pyarrow.fs`` opens): an entry is then built locally, uploaded file by file with ``config.json``
-last (an entry without it is incomplete, so readers never see half an entry), and read back
-into a local cache directory (``$CRYSTALSPACE_CACHE`` or the system temp dir) when loaded.
+:func:`save_entry` names the folder ``<arch>-<dataset>-<version>/`` under a registry root;
+:func:`write_entry` writes one at any path (``crystalspace csp train --model-dir``, the generator's
+``model_dir``). Both write through :func:`crystalspace.storage.write_folder`: into a temporary
+folder renamed into place, so a crash never leaves a half-written entry. Pipelines (MD, CSP,
+generation) load entries, never raw training checkpoints.
+
+A folder may also be an object-store URI (``s3://bucket/registry/<name>``, ``gs://…``, anything
+``pyarrow.fs`` opens): its files are then uploaded one by one with ``config.json`` last (an entry
+without it is incomplete, so readers never see half an entry), and read back into a local cache
+directory (``$CRYSTALSPACE_CACHE`` or the system temp dir) when loaded.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -21,13 +28,14 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from crystalspace.errors import UserError
-from crystalspace.storage import is_remote, join_uri, redact, resolve
+from crystalspace.storage import is_remote, join_uri, redact, resolve, write_folder
 
 FILES = ("config.json", "model.pt", "metrics.json", "card.md")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.+]*$")
+_ARTEFACT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 
 
 class RegistryError(UserError, ValueError):
@@ -36,6 +44,17 @@ class RegistryError(UserError, ValueError):
 
 class UnsafeFileError(UserError, ValueError):
     """A tensor file that ``torch.load(weights_only=True)`` refuses (it is never loaded otherwise)."""
+
+
+def save_tensors(obj: Any, f: str | os.PathLike[str] | IO[bytes]) -> None:
+    """``torch.save``: the one place crystalspace writes tensors (model weights and checkpoints).
+
+    ``obj`` must hold only tensors and plain values (dicts, lists, numbers, strings), as it is read
+    back with :func:`load_tensors`.
+    """
+    import torch
+
+    torch.save(obj, f)
 
 
 def load_tensors(path: str | os.PathLike[str], map_location: Any = "cpu", remedy: str = "") -> Any:
@@ -55,28 +74,41 @@ def load_tensors(path: str | os.PathLike[str], map_location: Any = "cpu", remedy
         text = str(exc).strip()
         m = re.search(r"GLOBAL ([\w.]+)", text)
         why = f"it holds the Python object {m[1]}" if m else (text.splitlines() or [type(exc).__name__])[0]
-        tail = f"; {remedy}" if remedy else ""
         raise UnsafeFileError(
-            f"{path} cannot be read with torch.load(weights_only=True): {why}{tail}"
+            f"{path} cannot be read with torch.load(weights_only=True): {why}{_tail(remedy)}"
         ) from None
+
+
+def _tail(remedy: str) -> str:
+    return f"; {remedy}" if remedy else ""
 
 
 @dataclass(frozen=True)
 class Entry:
-    """One saved model: its directory, config and metrics (weights load on demand)."""
+    """One saved model: its directory, config and metrics (weights and artefacts load on demand).
+
+    ``remedy`` ends the error line of a file that cannot be read (how to get a new model).
+    """
 
     path: Path
     config: dict[str, Any]
     metrics: dict[str, Any]
+    remedy: str = ""
 
     @property
     def name(self) -> str:
         return self.path.name
 
-    def state_dict(self, map_location: str = "cpu") -> dict[str, Any]:
+    def state_dict(self, map_location: Any = "cpu") -> dict[str, Any]:
         """The saved weights."""
-        state: dict[str, Any] = load_tensors(self.path / "model.pt", map_location)
+        state: dict[str, Any] = load_tensors(self.path / "model.pt", map_location, self.remedy)
         return state
+
+    def artefact(self, name: str) -> Path:
+        """The path of an extra file the entry declares in ``config.json`` (``artefacts``)."""
+        if name not in self.config.get("artefacts", []):
+            raise RegistryError(f"{self.path}: the entry has no {name}{_tail(self.remedy)}")
+        return self.path / name
 
     def card(self) -> str:
         return (self.path / "card.md").read_text()
@@ -108,8 +140,8 @@ def _exists(root: str | os.PathLike[str], name: str) -> bool:
         return (Path(root) / name).exists()
     import pyarrow.fs as pafs
 
-    fs, base = resolve(str(root))
-    return bool(fs.get_file_info(f"{base}/{name}").type != pafs.FileType.NotFound)
+    fs, base = resolve(join_uri(str(root), name))
+    return bool(fs.get_file_info(base).type != pafs.FileType.NotFound)
 
 
 def _cache_dir(uri: str) -> Path:
@@ -119,49 +151,41 @@ def _cache_dir(uri: str) -> Path:
     return Path(base) / "crystalspace-registry" / hashlib.sha256(redact(uri).encode()).hexdigest()[:16]
 
 
-def _upload(local: Path, root: str) -> None:
-    """Copy a finished local entry to ``root/<name>/``, ``config.json`` last."""
-    import pyarrow.fs as pafs
-
-    fs, base = resolve(root)
-    dest = f"{base}/{local.name}"
-    fs.create_dir(dest, recursive=True)
-    for name in [f for f in FILES if f != "config.json"] + ["config.json"]:
-        pafs.copy_files(
-            str(local / name),
-            f"{dest}/{name}",
-            source_filesystem=pafs.LocalFileSystem(),
-            destination_filesystem=fs,
-        )
+def _local_copy(uri: str) -> Path:
+    """Where the entry at ``uri`` lives in the local cache."""
+    return _cache_dir(uri) / redact(uri).rstrip("/").rsplit("/", 1)[-1]
 
 
 def _download(uri: str) -> Path:
-    """Fetch the entry at ``uri`` into the local cache and return the local directory."""
-    import pyarrow.fs as pafs
-
+    """Fetch the entry at ``uri`` (``config.json`` first, then the files it lists) into the cache."""
     fs, path = resolve(uri)
-    local = _cache_dir(uri) / path.rsplit("/", 1)[-1]
+    local = _local_copy(uri)
     tmp = Path(tempfile.mkdtemp(prefix=f".{local.name}.tmp-", dir=_mkdir(local.parent)))
     try:
-        for name in FILES:
-            try:
-                pafs.copy_files(
-                    f"{path}/{name}",
-                    str(tmp / name),
-                    source_filesystem=fs,
-                    destination_filesystem=pafs.LocalFileSystem(),
-                )
-            except FileNotFoundError:
-                raise RegistryError(
-                    f"{redact(uri)}: incomplete or missing registry entry (no {name})"
-                ) from None
-            except OSError as exc:
-                raise RegistryError(f"{redact(uri)}: cannot read registry entry ({exc})") from None
+        _fetch(fs, path, tmp, "config.json", uri)
+        for name in [*FILES[1:], *_read_json(tmp / "config.json", tmp).get("artefacts", [])]:
+            _fetch(fs, path, tmp, name, uri)
         shutil.rmtree(local, ignore_errors=True)
         tmp.rename(local)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return local
+
+
+def _fetch(fs: Any, path: str, local: Path, name: str, uri: str) -> None:
+    import pyarrow.fs as pafs
+
+    try:
+        pafs.copy_files(
+            f"{path}/{name}",
+            str(local / name),
+            source_filesystem=fs,
+            destination_filesystem=pafs.LocalFileSystem(),
+        )
+    except FileNotFoundError:
+        raise RegistryError(f"{redact(uri)}: incomplete or missing registry entry (no {name})") from None
+    except OSError as exc:
+        raise RegistryError(f"{redact(uri)}: cannot read registry entry ({exc})") from None
 
 
 def _mkdir(path: Path) -> Path:
@@ -179,59 +203,95 @@ def save_entry(
     card: str,
     version: str | None = None,
     overwrite: bool = False,
+    artefacts: dict[str, bytes] | None = None,
 ) -> Path:
-    """Write an entry atomically and return its directory.
+    """Write the entry ``<arch>-<dataset>-<version>/`` under ``root`` (see :func:`write_entry`).
 
-    ``root`` may be an object-store URI; the returned path is then the entry's local copy.
-
-    Raises :class:`RegistryError` if the entry exists (unless ``overwrite``) or metrics are not JSON.
+    ``version`` defaults to the next free ``v<k>``.
     """
-    import torch
-
-    if _is_uri(root):
-        uri = str(root)
-        version = version or next_version(uri, arch, dataset)
-        if _exists(uri, f"{entry_name(arch, dataset, version)}/config.json") and not overwrite:
-            raise RegistryError(f"{entry_name(arch, dataset, version)}: registry entry exists in {uri}")
-        local = save_entry(
-            _cache_dir(uri), arch, dataset, state_dict, config, metrics, card, version, overwrite=True
-        )
-        _upload(local, uri)
-        return local
-    root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
     version = version or next_version(root, arch, dataset)
-    final = root / entry_name(arch, dataset, version)
-    if final.exists() and not overwrite:
-        raise RegistryError(f"{final}: registry entry exists (pass a new version or overwrite)")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=root))
+    name = entry_name(arch, dataset, version)
+    dest = join_uri(str(root), name) if _is_uri(root) else Path(root) / name
+    config = {"arch": arch, "dataset": dataset, "version": version, **config}
+    return write_entry(dest, config, state_dict, metrics, card, artefacts, overwrite)
+
+
+def write_entry(
+    dest: str | os.PathLike[str],
+    config: dict[str, Any],
+    state_dict: dict[str, Any],
+    metrics: dict[str, Any],
+    card: str,
+    artefacts: dict[str, bytes] | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Write a saved model at ``dest`` (a folder path or URI) atomically and return its directory.
+
+    ``artefacts`` are extra files (name -> content) the model needs; their names go into
+    ``config.json``. An object-store ``dest`` is uploaded, and the returned path is its local copy.
+
+    Raises :class:`RegistryError` if the entry exists (unless ``overwrite``), if config or metrics
+    are not JSON, or for an artefact name that is not a plain file name; nothing is written then.
+    """
+    artefacts = artefacts or {}
+    bad = [n for n in artefacts if n in FILES or not _ARTEFACT.match(n)]
+    if bad:
+        raise RegistryError(f"{dest}: artefact names {bad} must be plain file names other than {FILES}")
+    config = {**config, "artefacts": sorted(artefacts)}
+    files = {
+        "model.pt": _tensor_bytes(state_dict),
+        "metrics.json": _json_bytes(metrics, dest),
+        "card.md": card.encode(),
+        **artefacts,
+        "config.json": _json_bytes(config, dest),  # last: an object-store entry is complete with it
+    }
+    if _is_uri(dest):
+        uri = str(dest)
+        if _exists(uri, "config.json") and not overwrite:
+            raise RegistryError(f"{redact(uri)}: registry entry exists (pass a new version or overwrite)")
+        local = _local_copy(uri)
+        write_folder(str(local), files)
+        write_folder(uri, files)
+        return local
+    path = Path(dest)
+    if path.exists() and not overwrite:
+        raise RegistryError(f"{path}: registry entry exists (pass a new version or overwrite)")
+    write_folder(str(path), files)
+    return path
+
+
+def _tensor_bytes(state_dict: dict[str, Any]) -> bytes:
+    buffer = io.BytesIO()
+    save_tensors(state_dict, buffer)
+    return buffer.getvalue()
+
+
+def _json_bytes(obj: Any, dest: str | os.PathLike[str]) -> bytes:
     try:
-        config = {"arch": arch, "dataset": dataset, "version": version, **config}
-        try:
-            (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True))
-            (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
-        except (TypeError, ValueError) as exc:
-            raise RegistryError(f"{final.name}: config/metrics are not JSON-serialisable ({exc})") from None
-        torch.save(state_dict, tmp / "model.pt")
-        (tmp / "card.md").write_text(card)
-        if final.exists():
-            old = final.with_name(f".{final.name}.old-{os.getpid()}")
-            final.rename(old)
-            tmp.rename(final)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(final)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return final
+        return json.dumps(obj, indent=2, sort_keys=True).encode()
+    except (TypeError, ValueError) as exc:
+        raise RegistryError(f"{dest}: config/metrics are not JSON-serialisable ({exc})") from None
 
 
-def load_entry(path_or_name: str | os.PathLike[str], root: str | os.PathLike[str] | None = None) -> Entry:
+def _read_json(path: Path, entry: Path, remedy: str = "") -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RegistryError(f"{entry}: corrupt registry entry ({exc}){_tail(remedy)}") from None
+    if not isinstance(data, dict):
+        raise RegistryError(f"{entry}: corrupt registry entry ({path.name} is not an object){_tail(remedy)}")
+    return data
+
+
+def load_entry(
+    path_or_name: str | os.PathLike[str], root: str | os.PathLike[str] | None = None, remedy: str = ""
+) -> Entry:
     """An entry by directory path or URI, or by name under ``root`` (default ``$CRYSTALSPACE_REGISTRY``).
 
     Entries in an object store (``s3://…/<name>``, or a name under a URI ``root``) are fetched into
-    the local cache first.
+    the local cache first. A folder that lacks a file of the format (for instance one written by an
+    older crystalspace, with ``weights.pt`` or ``info.json``) is one :class:`RegistryError` line
+    ending in ``remedy`` (how to get a new model), as are unreadable weights later.
     """
     base = root or os.environ.get("CRYSTALSPACE_REGISTRY")
     if _is_uri(path_or_name):
@@ -244,16 +304,16 @@ def load_entry(path_or_name: str | os.PathLike[str], root: str | os.PathLike[str
             path = Path(base) / str(path_or_name)
         else:
             where = f" (looked in {base})" if base else ""
-            raise RegistryError(f"{path_or_name}: no such registry entry{where}")
-    missing = [f for f in FILES if not (path / f).is_file()]
+            raise RegistryError(f"{path_or_name}: no such registry entry{where}{_tail(remedy)}")
+    config = _read_json(path / "config.json", path, remedy) if (path / "config.json").is_file() else {}
+    missing = [f for f in (*FILES, *config.get("artefacts", [])) if not (path / f).is_file()]
     if missing:
-        raise RegistryError(f"{path}: incomplete registry entry (missing {', '.join(missing)})")
-    try:
-        config = json.loads((path / "config.json").read_text())
-        metrics = json.loads((path / "metrics.json").read_text())
-    except json.JSONDecodeError as exc:
-        raise RegistryError(f"{path}: corrupt registry entry ({exc})") from None
-    return Entry(path=path, config=config, metrics=metrics)
+        raise RegistryError(
+            f"{path}: incomplete registry entry, or one saved by an older crystalspace "
+            f"(missing {', '.join(missing)}){_tail(remedy)}"
+        )
+    metrics = _read_json(path / "metrics.json", path, remedy)
+    return Entry(path=path, config=config, metrics=metrics, remedy=remedy)
 
 
 def list_entries(root: str | os.PathLike[str]) -> list[Entry]:

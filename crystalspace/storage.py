@@ -10,7 +10,10 @@ import hashlib
 import json
 import os
 import re
+import shutil
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -100,6 +103,36 @@ def write_atomic(fs: pafs.FileSystem, path: str, data: bytes) -> None:
     except BaseException:
         remove_quietly(fs, tmp)  # a failed write or rename leaves nothing behind
         raise
+
+
+def write_folder(uri: str, files: dict[str, bytes]) -> None:
+    """Write the folder ``uri`` (file name -> content) so that readers see all of it or none.
+
+    Locally the files go into a temporary sibling folder that is renamed into place (replacing any
+    folder there); a failure removes it and leaves the old folder as it was. In an object store,
+    which has no folders to rename, each file is written atomically in the order given, so the
+    last one marks a complete folder.
+    """
+    if is_remote(uri):
+        fs, base = resolve(uri)
+        for name, data in files.items():
+            write_atomic(fs, f"{base}/{name}", data)
+        return
+    path = Path(uri)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+    try:
+        for name, data in files.items():
+            (tmp / name).write_bytes(data)
+        if path.exists():
+            old = path.with_name(f".{path.name}.old-{os.getpid()}")
+            path.rename(old)
+            tmp.rename(path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def remove_quietly(fs: pafs.FileSystem, path: str) -> None:

@@ -1,31 +1,39 @@
-"""Generic Ray Train runner: any ``train_loop_per_worker`` on 1 CPU worker or N GPUs, resumable.
+"""The one training runner: every model (force fields, the CSP distance network, the iMatGen
+autoencoders and VAE) trains through :func:`run_training`, on 1 CPU worker or N GPUs, resumably.
 
-The driver side is :func:`run_training` (a ``TorchTrainer`` with a ``ScalingConfig``, a
-``RunConfig`` with an absolute storage path, a ``FailureConfig`` so a failed worker group restarts
-from the last checkpoint, and a ``CheckpointConfig`` keeping the latest ones). The worker side has
-the helpers every loop needs, whatever the model:
+A domain supplies a :class:`Task` (after fairchem v2's runners with ``save_state``/``load_state``):
+built on each worker from the run's config, it trains one epoch at a time and says what its state
+is. The runner owns everything else:
 
-- :func:`report_epoch` reports metrics through ``ray.train.report`` and (rank 0) a checkpoint of an
-  arbitrary state dict; :func:`latest_state` returns the state to resume from (or None).
-  :class:`TrainSession` bundles these for a loop, and :class:`TuneSession` lets the same loop run
-  as a Ray Tune trial instead (see :mod:`crystalspace.tune`).
-- :func:`check_finite` stops with :class:`NonFiniteLossError` naming the batch;
-  :func:`guarded` turns that into the worker's return value, so the run stops once, without retries and
-  without writing a checkpoint, and :func:`run_training` raises it on the driver.
-- :class:`Budget` is a wall-clock budget; :func:`plot_learning_curves` writes the PNG.
+- the driver, :func:`run_training`: a Ray Train ``TorchTrainer`` with a ``ScalingConfig``, a
+  ``RunConfig`` with an absolute storage path (the same run name resumes), a
+  ``FailureConfig(max_failures)`` so a failed worker group restarts from the last checkpoint, a
+  ``CheckpointConfig`` keeping the latest ones, and progress lines (one step per checkpoint);
+- the worker loop, :func:`run_task`: resume from the latest checkpoint, then per epoch
+  ``train_epoch`` and one report of its metrics with a checkpoint of ``save_state()`` (rank 0);
+- the non-finite-loss guard: a task calls :func:`check_finite`; the :class:`NonFiniteLossError`
+  (any :class:`UserError`) ends the run once, without retries or a checkpoint (:func:`guarded`),
+  and :func:`run_training` raises it on the driver as one line, before any model is saved;
+- where the loop runs (:class:`TrainSession`): a Ray Train worker, a Ray Tune trial
+  (:class:`TuneSession`, see :mod:`crystalspace.tune`) or this process alone (:class:`LocalSession`).
 
-Loops keep the best validation model *inside* their state (``best_state``), so the latest
-checkpoint is enough to resume and to export the best model.
+Checkpoints hold only tensors and plain values (written by
+:func:`crystalspace.registry.save_tensors`, read by :func:`crystalspace.registry.load_tensors`);
+tasks keep what they export (e.g. the best model) inside their state, so the latest checkpoint is
+enough to resume and to save the model (:mod:`crystalspace.registry`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
 import os
 import tempfile
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +52,7 @@ class TrainingError(UserError, RuntimeError):
 
 
 @dataclass
-class TrainSettings:
+class RunSettings:
     """Where and how a run executes (all model-agnostic).
 
     Attributes:
@@ -68,21 +76,66 @@ class TrainSettings:
 
 @dataclass
 class TrainOutcome:
-    """What a finished run left: per-epoch metrics, the final state and where the run lives."""
+    """What a finished run left: the metrics of its kept checkpoints, the final state, its path."""
 
     history: list[dict[str, Any]]
     state: dict[str, Any] | None
     path: str
-    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Task(ABC):
+    """One domain's training as the runner drives it: built as ``Task(config, session)`` on every
+    worker, it trains ``epochs`` epochs one at a time.
+
+    :meth:`save_state` is what a checkpoint holds (tensors and plain values: everything needed to
+    resume and to save the model); :meth:`load_state` resumes from it (the runner adds ``epoch``,
+    the last epoch it covers).
+    """
+
+    epochs: int
+
+    @abstractmethod
+    def __init__(self, config: dict[str, Any], session: TrainSession) -> None: ...
+
+    @abstractmethod
+    def train_epoch(self, epoch: int) -> dict[str, Any]:
+        """Train one epoch (checking the loss with :func:`check_finite`) and return its metrics."""
+
+    @abstractmethod
+    def save_state(self) -> dict[str, Any]:
+        """The state to checkpoint after an epoch."""
+
+    @abstractmethod
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Resume from a checkpointed state."""
+
+    def finished(self) -> bool:
+        """True to stop before ``epochs`` (a spent time budget, say)."""
+        return False
+
+
+def run_task(make: type[Task], config: dict[str, Any], session: TrainSession | None = None) -> Task:
+    """The worker loop of every training: build the task, resume it from the session's latest
+    checkpoint, then train epoch by epoch, reporting each epoch's metrics and state; returns the task."""
+    session = session or TrainSession()
+    task = make(config, session)
+    state = session.latest_state()
+    start = 0
+    if state is not None:
+        task.load_state(state)
+        start = int(state["epoch"]) + 1
+    for epoch in range(start, task.epochs):
+        metrics = task.train_epoch(epoch)
+        session.report({"epoch": epoch, **metrics}, {**task.save_state(), "epoch": epoch})
+        if task.finished():
+            break
+    return task
 
 
 def run_training(
-    loop: Callable[[dict[str, Any]], None],
-    loop_config: dict[str, Any],
-    settings: TrainSettings,
-    epochs: int | None = None,
+    make: type[Task], config: dict[str, Any], settings: RunSettings, epochs: int | None = None
 ) -> TrainOutcome:
-    """Run ``loop(loop_config)`` on every worker through ``TorchTrainer`` and collect the outcome.
+    """Train ``make(config, session)`` on every worker through ``TorchTrainer`` and collect the outcome.
 
     With ``epochs`` given, progress (one step per checkpoint written) is shown while it runs.
 
@@ -96,8 +149,8 @@ def run_training(
         storage = str(Path(storage).expanduser().resolve())
         Path(storage).mkdir(parents=True, exist_ok=True)
     trainer = TorchTrainer(
-        guarded(loop),  # type: ignore[arg-type]
-        train_loop_config=loop_config,
+        guarded(functools.partial(run_task, make)),  # type: ignore[arg-type]
+        train_loop_config=config,
         scaling_config=ScalingConfig(
             num_workers=settings.num_workers,
             use_gpu=settings.use_gpu,
@@ -117,7 +170,7 @@ def run_training(
         trainer, Path(storage) / settings.name if "://" not in storage else None, epochs
     )
     raise_returned_error(result)
-    frame = result.metrics_dataframe  # metrics of the kept checkpoints only; loops keep full history
+    frame = result.metrics_dataframe  # metrics of the kept checkpoints only; tasks keep full history
     history = [] if frame is None else frame.to_dict("records")
     history = [{k: v for k, v in r.items() if not k.startswith(("config", "_"))} for r in history]
     state = _load_state(result.checkpoint) if result.checkpoint is not None else None
@@ -155,7 +208,7 @@ def _fit_with_progress(trainer: Any, run_dir: Path | None, epochs: int | None) -
     return box["result"]
 
 
-def guarded(loop: Callable[[dict[str, Any]], None]) -> Callable[[dict[str, Any]], dict[str, str] | None]:
+def guarded(loop: Callable[[dict[str, Any]], Any]) -> Callable[[dict[str, Any]], dict[str, str] | None]:
     """Wrap a loop so a :class:`UserError` ends the run once (returned, no checkpoint), not retried."""
 
     def train_loop_per_worker(config: dict[str, Any]) -> dict[str, str] | None:
@@ -200,37 +253,32 @@ class Budget:
         return self.seconds is not None and self.spent >= self.seconds
 
 
-def is_rank_zero() -> bool:
-    """True on the first worker (the one that writes checkpoints and files)."""
-    import ray.train
+@contextlib.contextmanager
+def _state_dir(state: dict[str, Any]) -> Iterator[str]:
+    """A temporary directory holding ``state`` as :data:`STATE_FILE`, for Ray to persist as a
+    checkpoint (an interrupted save never becomes the checkpoint a run resumes from)."""
+    from crystalspace.registry import save_tensors
 
-    return ray.train.get_context().get_world_rank() == 0
-
-
-def report_epoch(metrics: dict[str, Any], state: dict[str, Any] | None = None) -> None:
-    """Report one epoch's metrics from every worker; rank 0 attaches ``state`` as a checkpoint.
-
-    The state is saved with ``torch.save`` into a temporary directory that Ray then persists, so
-    an interrupted save never becomes the checkpoint a run resumes from. It must hold only tensors
-    and plain values (dicts, lists, numbers, strings): it is read back with ``weights_only=True``.
-    """
-    import ray.train
-    import torch
-
-    if state is None or not is_rank_zero():
-        ray.train.report(metrics)
-        return
     with tempfile.TemporaryDirectory() as tmp:
-        torch.save(state, os.path.join(tmp, STATE_FILE))
-        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
+        save_tensors(state, os.path.join(tmp, STATE_FILE))
+        yield tmp
+
+
+def _load_state(checkpoint: Any) -> dict[str, Any]:
+    """A checkpoint's state, read with ``weights_only=True`` (tensors and plain values only)."""
+    from crystalspace.registry import load_tensors
+
+    with checkpoint.as_directory() as d:
+        state: dict[str, Any] = load_tensors(os.path.join(d, STATE_FILE))
+    return state
 
 
 class TrainSession:
-    """Where a training loop runs: a Ray Train worker (the default) or a Ray Tune trial.
+    """Where a task runs: a Ray Train worker (this class), a Tune trial or this process alone.
 
-    A loop asks it for its ``rank``/``world_size`` and ``device()``, the state to resume from
-    (:meth:`latest_state`), and hands it each epoch's metrics and state (:meth:`report`). This class
-    is the Ray Train worker; :class:`TuneSession` runs the same loop inside a Tune function trainable.
+    A task asks it for its ``rank``/``world_size`` and ``device()``; :func:`run_task` asks it for
+    the state to resume from (:meth:`latest_state`) and hands it each epoch's metrics and state
+    (:meth:`report`: every worker reports, rank 0 attaches the checkpoint).
     """
 
     @property
@@ -251,21 +299,28 @@ class TrainSession:
         return get_device()
 
     def latest_state(self) -> dict[str, Any] | None:
-        return latest_state()
+        """The state of the last reported checkpoint of this run (after a restart), else None."""
+        import ray.train
+
+        ckpt = ray.train.get_checkpoint()
+        return None if ckpt is None else _load_state(ckpt)
 
     def report(self, metrics: dict[str, Any], state: dict[str, Any] | None = None) -> None:
-        report_epoch(metrics, state)
+        import ray.train
+
+        if state is None or self.rank != 0:
+            ray.train.report(metrics)
+            return
+        with _state_dir(state) as tmp:
+            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
 
 
-class TuneSession(TrainSession):
-    """A loop running in a Ray Tune function trainable's own actor: one process, world size 1.
+class LocalSession(TrainSession):
+    """This process alone (rank 0 of 1, on ``device``): nothing to resume, reports kept in
+    ``last_state`` only; e.g. a task trained inside a Tune trial of a sweep."""
 
-    Metrics go to ``ray.tune.report`` (so a scheduler such as ASHA sees every epoch) with the state
-    as a Tune checkpoint, and a restored trial resumes from its last one. ``last_state`` keeps the
-    state of the latest report for the trial function (e.g. to score the best model afterwards).
-    """
-
-    def __init__(self) -> None:
+    def __init__(self, device: Any = "cpu") -> None:
+        self._device = device
         self.last_state: dict[str, Any] | None = None
 
     @property
@@ -277,10 +332,28 @@ class TuneSession(TrainSession):
         return 1
 
     def device(self) -> Any:
+        return self._device
+
+    def latest_state(self) -> dict[str, Any] | None:
+        return None
+
+    def report(self, metrics: dict[str, Any], state: dict[str, Any] | None = None) -> None:
+        self.last_state = state
+
+
+class TuneSession(LocalSession):
+    """A task running in a Ray Tune function trainable's own actor: one process, world size 1.
+
+    Metrics go to ``ray.tune.report`` (so a scheduler such as ASHA sees every epoch) with the state
+    as a Tune checkpoint, and a restored trial resumes from its last one. ``last_state`` keeps the
+    state of the latest report for the trial function (e.g. to score the best model afterwards).
+    """
+
+    def __init__(self) -> None:
         import ray
         import torch
 
-        return torch.device("cuda" if ray.get_gpu_ids() and torch.cuda.is_available() else "cpu")
+        super().__init__(torch.device("cuda" if ray.get_gpu_ids() and torch.cuda.is_available() else "cpu"))
 
     def latest_state(self) -> dict[str, Any] | None:
         import ray.tune
@@ -290,32 +363,13 @@ class TuneSession(TrainSession):
 
     def report(self, metrics: dict[str, Any], state: dict[str, Any] | None = None) -> None:
         import ray.tune
-        import torch
 
         self.last_state = state
         if state is None:
             ray.tune.report(metrics)
             return
-        with tempfile.TemporaryDirectory() as tmp:
-            torch.save(state, os.path.join(tmp, STATE_FILE))
+        with _state_dir(state) as tmp:
             ray.tune.report(metrics, checkpoint=ray.tune.Checkpoint.from_directory(tmp))
-
-
-def latest_state() -> dict[str, Any] | None:
-    """The state of the last reported checkpoint of this run (after a restart), else None."""
-    import ray.train
-
-    ckpt = ray.train.get_checkpoint()
-    return None if ckpt is None else _load_state(ckpt)
-
-
-def _load_state(checkpoint: Any) -> dict[str, Any]:
-    """A checkpoint's state, read with ``weights_only=True`` (tensors and plain values only)."""
-    from crystalspace.registry import load_tensors
-
-    with checkpoint.as_directory() as d:
-        state: dict[str, Any] = load_tensors(os.path.join(d, STATE_FILE))
-    return state
 
 
 def plot_learning_curves(

@@ -15,8 +15,8 @@ from pymatgen.core import Lattice, Structure
 
 from crystalspace.csp.features import species_of
 from crystalspace.csp.ga import GAConfig
-from crystalspace.csp.pipeline import ga_candidates
-from crystalspace.csp.relax import CHGNetRelaxer
+from crystalspace.csp.workflow import ga_candidates
+from crystalspace.potentials import Relaxer
 from crystalspace.runtime import init_ray
 
 
@@ -41,10 +41,11 @@ def main() -> None:
     )
     best = min(cands, key=lambda c: c[1])
     print(f"GA: {len(cands)} runs, best distance-matrix mismatch {best[1]:.3f} A")
-    relaxed = sorted(CHGNetRelaxer().relax([s for s, _ in cands], steps=10), key=lambda t: t[1])
-    for i, (s, e) in enumerate(relaxed, 1):
-        print(f"rank {i}: {e:.3f} eV/atom, space group {s.get_space_group_info(symprec=0.1)[0]}")
-    print(f"matches rock salt: {StructureMatcher().fit(relaxed[0][0], true)}")
+    relaxed = sorted(Relaxer("chgnet").relax([s for s, _ in cands], steps=10), key=lambda r: r.energy)
+    for i, r in enumerate(relaxed, 1):
+        spg = r.structure.get_space_group_info(symprec=0.1)[0]
+        print(f"rank {i}: {r.energy_per_atom:.3f} eV/atom, space group {spg}")
+    print(f"matches rock salt: {StructureMatcher().fit(relaxed[0].structure, true)}")
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from ase.io import read
 
 from crystalspace.md.actors import run_md
 from crystalspace.md.analysis import diffusion_table
-from crystalspace.md.engine import MDProtocol
+from crystalspace.md.replicas import MDProtocol
 from crystalspace.md.trajectory import read_trajectory
 
 CIF = Path(__file__).resolve().parents[1] / "benchmarks" / "data" / "LGPS_chgnet_relaxed.cif"

@@ -13,12 +13,12 @@ import numpy as np
 import torch
 
 from crystalspace.atoms.io import row_to_atoms
-from crystalspace.mlff.calculator import MLFFCalculator
 from crystalspace.mlff.config import make_mlff_config
 from crystalspace.mlff.data import labelled_rows, load_material
 from crystalspace.mlff.evaluate import evaluate_models, format_table
 from crystalspace.mlff.potential import load_potential
 from crystalspace.mlff.train import train_model
+from crystalspace.potentials import ProviderCalculator
 from crystalspace.runtime import init_ray
 
 DATA = os.environ.get(
@@ -59,7 +59,7 @@ print(format_table(table))
 pot = load_potential(result.entry)
 rows = labelled_rows(load_material(DATA, "Li3PS4").slice(0, 4))
 atoms = row_to_atoms(rows[0])
-atoms.calc = MLFFCalculator(pot)
+atoms.calc = ProviderCalculator(pot)
 energy, forces = pot.batched(
     rows[0]["numbers"],
     np.stack([r["positions"].reshape(-1, 3) for r in rows]),

@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 
 from crystalspace.config import job_arguments, parse_sets
-from crystalspace.csp.pipeline import default_relaxer, load, load_csp_config, predict, train_pipeline
+from crystalspace.csp.workflow import default_relaxer, load, load_csp_config, predict, train_pipeline
 from crystalspace.errors import run_job
 from crystalspace.runtime import init_ray
 
@@ -31,7 +31,7 @@ def main() -> None:
             info = train_pipeline(cfg, args.model_dir, Path(tmp))
         print(f"trained: distance {info['distance']}, lattice {info['lattice']}")
     bundle = load(args.model_dir)
-    relaxer = default_relaxer()
+    relaxer = default_relaxer(cfg.force_field)
     args.out.mkdir(parents=True, exist_ok=True)
     for f in args.formulas:
         res = predict(

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from crystalspace.config import job_arguments, parse_sets
 from crystalspace.errors import run_job
-from crystalspace.gen import pipeline
+from crystalspace.gen import workflow
 from crystalspace.gen.config import make_gen_config
 from crystalspace.runtime import init_ray
 
@@ -36,15 +36,15 @@ def main() -> None:
     init_ray(args.address)
     for step in steps:
         if step == "build-data":
-            result = pipeline.build_data(cfg)
+            result = workflow.build_data(cfg)
         elif step == "train":
-            result = pipeline.train(cfg)
+            result = workflow.train(cfg)
         elif step == "sample":
-            result = pipeline.sample(cfg)
+            result = workflow.sample(cfg)
         else:
             result = {
                 "report": str(Path(cfg.out_dir) / "report.md"),
-                **{k: v for k, v in pipeline.evaluate(cfg).items() if k in ("table2",)},
+                **{k: v for k, v in workflow.evaluate(cfg).items() if k in ("table2",)},
             }
         print(f"{step}: {json.dumps(result, default=str)}")
 

@@ -22,7 +22,7 @@ def run(config: dict[str, Any], base: Path) -> list[dict[str, Any]]:
     folder: every path in a config file is relative to the file)."""
     from crystalspace.atoms.io import read_structures
     from crystalspace.md.actors import run_md
-    from crystalspace.md.engine import MDProtocol
+    from crystalspace.md.replicas import MDProtocol
     from crystalspace.runtime import init_ray
 
     try:

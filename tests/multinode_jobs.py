@@ -114,53 +114,62 @@ def lake_node_death(out: Path) -> dict[str, Any]:
     return result
 
 
-def _train_loop(config: dict[str, Any]) -> None:
-    """A tiny least-squares model, one checkpoint per epoch, resuming from the latest one."""
-    import json as _json
+def _tiny_task() -> Any:
+    """A tiny least-squares model as a runner task (one checkpoint per epoch, resuming from the
+    latest one) that logs where each worker process starts and which epoch's checkpoint persisted."""
     import os
 
     import torch
 
-    from crystalspace.training import latest_state, report_epoch
+    from crystalspace.training import Task
 
-    torch.manual_seed(0)
-    x = torch.linspace(-1, 1, 64)[:, None]
-    y = 3 * x + 0.5
-    model = torch.nn.Linear(1, 1)
-    opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    state = latest_state()
-    start = 0
-    if state is not None:
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["opt"])
-        start = state["epoch"] + 1
-    with open(config["log"], "a") as f:
-        f.write(
-            _json.dumps({"start": start, "node": ray.get_runtime_context().get_node_id(), "pid": os.getpid()})
-            + "\n"
-        )
-    for epoch in range(start, config["epochs"]):
-        for _ in range(20):
-            opt.zero_grad()
-            loss = torch.nn.functional.mse_loss(model(x), y)
-            loss.backward()
-            opt.step()
-        time.sleep(config["sleep"])
-        state = {"model": model.state_dict(), "opt": opt.state_dict(), "epoch": epoch, "loss": float(loss)}
-        report_epoch({"epoch": epoch, "loss": float(loss)}, state)
-        Path(config["log"]).with_suffix(".reported").write_text(str(epoch))  # after the checkpoint persisted
+    class Tiny(Task):
+        def __init__(self, config: dict[str, Any], session: Any) -> None:
+            torch.manual_seed(0)
+            self.config, self.epochs, self.start = config, config["epochs"], 0
+            self.x = torch.linspace(-1, 1, 64)[:, None]
+            self.model = torch.nn.Linear(1, 1)
+            self.opt = torch.optim.SGD(self.model.parameters(), lr=0.1)
+            self.loss = float("nan")
+
+        def load_state(self, state: dict[str, Any]) -> None:
+            self.model.load_state_dict(state["model"])
+            self.opt.load_state_dict(state["opt"])
+            self.start = state["epoch"] + 1
+
+        def save_state(self) -> dict[str, Any]:
+            return {"model": self.model.state_dict(), "opt": self.opt.state_dict(), "loss": self.loss}
+
+        def train_epoch(self, epoch: int) -> dict[str, Any]:
+            log = Path(self.config["log"])
+            if epoch == self.start:
+                node = ray.get_runtime_context().get_node_id()
+                with open(log, "a") as f:
+                    f.write(json.dumps({"start": epoch, "node": node, "pid": os.getpid()}) + "\n")
+            else:  # the previous epoch's report (and checkpoint) has returned
+                log.with_suffix(".reported").write_text(str(epoch - 1))
+            for _ in range(20):
+                self.opt.zero_grad()
+                loss = torch.nn.functional.mse_loss(self.model(self.x), 3 * self.x + 0.5)
+                loss.backward()
+                self.opt.step()
+            time.sleep(self.config["sleep"])
+            self.loss = float(loss)
+            return {"loss": self.loss}
+
+    return Tiny
 
 
 def train_worker_death(out: Path) -> dict[str, Any]:
     """The node of the (only) Ray Train worker dies; the run resumes from its last checkpoint."""
-    from crystalspace.training import TrainSettings, run_training
+    from crystalspace.training import RunSettings, run_training
 
     cluster, nodes = make_cluster()
     log = out / "starts.jsonl"
-    settings = TrainSettings(name="tiny", storage_path=str(out / "ray"), num_workers=1, max_failures=2)
+    settings = RunSettings(name="tiny", storage_path=str(out / "ray"), num_workers=1, max_failures=2)
     epochs = 8
     thread, box = in_thread(
-        lambda: run_training(_train_loop, {"epochs": epochs, "sleep": 1.0, "log": str(log)}, settings)
+        lambda: run_training(_tiny_task(), {"epochs": epochs, "sleep": 1.0, "log": str(log)}, settings)
     )
     reported = log.with_suffix(".reported")
 
@@ -186,7 +195,7 @@ def md_actor_death(out: Path) -> dict[str, Any]:
     from ase.io import read
 
     from crystalspace.md.actors import run_md
-    from crystalspace.md.engine import MDProtocol
+    from crystalspace.md.replicas import MDProtocol
     from crystalspace.md.trajectory import read_trajectory
 
     cluster, nodes = make_cluster()

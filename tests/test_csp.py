@@ -107,7 +107,7 @@ def test_ga_pool_fits_beside_a_pool_that_holds_cores(ray_session: object) -> Non
     shrinks to fit instead of waiting for ever on an actor Ray cannot place (seen on the GPU machine)."""
     import ray
 
-    from crystalspace.csp.pipeline import ga_candidates
+    from crystalspace.csp.workflow import ga_candidates
 
     @ray.remote(num_cpus=1)
     class Holder:
@@ -130,7 +130,7 @@ def test_ga_pool_fits_beside_a_pool_that_holds_cores(ray_session: object) -> Non
 def test_whole_chain_on_ray(ray_session: object, tmp_path: Path) -> None:
     """Train (Ray Train) -> predict (GA on Ray actors -> CHGNet relax -> rank) -> evaluate vs random search; CLI."""
     from crystalspace.cli import app
-    from crystalspace.csp.pipeline import (
+    from crystalspace.csp.workflow import (
         CSPConfig,
         default_relaxer,
         evaluate_formulas,

@@ -71,8 +71,8 @@ def test_config_reads_exponent_floats(tmp_path):
 def test_vae_loss_weights_the_cell_code_and_counts_and_lr_decays():
     import torch
 
-    from crystalspace.gen.learn import _cosine
     from crystalspace.gen.models import vae_loss
+    from crystalspace.gen.train import _cosine
 
     x = torch.zeros(4, 10)
     recon = x.clone()
@@ -95,7 +95,7 @@ def test_vae_loss_weights_the_cell_code_and_counts_and_lr_decays():
         < vae_loss(x, (recon2, *out[1:]), stable, 0.0, 0.0)[0]
     )
 
-    from crystalspace.gen.learn import TrainSettings, vae_weights
+    from crystalspace.gen.train import TrainSettings, vae_weights
 
     # [cell code (4) | basis codes | counts (2)]
     w = vae_weights(TrainSettings(cell_latent=4, cell_weight=30, count_weight=10), 12, 2)
@@ -116,7 +116,7 @@ def test_cyclic_cells_are_the_same_crystal_in_another_cell():
     from pymatgen.analysis.structure_matcher import StructureMatcher
 
     from crystalspace.gen.images import ImageSpec
-    from crystalspace.gen.learn import cyclic_cells
+    from crystalspace.gen.train import cyclic_cells
 
     s = Structure(
         Lattice.from_parameters(3.0, 4.0, 5.5, 80, 95, 110),
@@ -148,7 +148,7 @@ def test_postprocess_merges_overlaps_under_pbc():
 @pytest.mark.slow
 @pytest.mark.integration
 def test_pipeline_end_to_end(ray_session, tmp_path, monkeypatch):
-    from crystalspace.gen import pipeline, sample
+    from crystalspace.gen import sample, workflow
 
     monkeypatch.setattr(sample, "DECODE_BLOCK", 16)  # 40 samples decode in 3 blocks of images
 
@@ -192,9 +192,9 @@ def test_pipeline_end_to_end(ray_session, tmp_path, monkeypatch):
     assert -9.5 < refs["V"] < -8.5  # MP GGA: -9.08 eV/atom
     assert -5.3 < refs["O"] < -4.4  # MP GGA: -4.95 eV/atom
 
-    final = pipeline.train(cfg)
+    final = workflow.train(cfg)
     assert final["stage"] == "done"
-    history = json.loads((tmp_path / "model" / "metrics.json").read_text())
+    history = json.loads((tmp_path / "model" / "metrics.json").read_text())["history"]
     vae = [h for h in history if h["stage"] == "vae"]
     assert vae[-1]["rec"] < vae[0]["rec"]  # the generator learned something
 
@@ -202,20 +202,22 @@ def test_pipeline_end_to_end(ray_session, tmp_path, monkeypatch):
     import torch
 
     from crystalspace.gen.errors import GenError
-    from crystalspace.gen.learn import train_generator
+    from crystalspace.gen.train import train_generator
 
-    base = pipeline.train_settings(cfg)
+    base = workflow.train_settings(cfg)
     again = replace(base, autoencoders_from=str(cfg.model_dir), epochs_vae=3, beta=1e-5, cell_settings=3)
     train_generator(cfg.data_dir, tmp_path / "model_vae_only", again)
     # The extra cell settings add VAE training rows, not dataset rows: one latent per dataset row.
     latents = np.load(tmp_path / "model_vae_only" / "latents.npz")
     assert len(latents["mu"]) == len(latents["ids"]) == counts["structures"]
     old, new = (
-        torch.load(d / "weights.pt", weights_only=True)
+        torch.load(d / "model.pt", weights_only=True)
         for d in (tmp_path / "model", tmp_path / "model_vae_only")
     )
     assert all(torch.equal(old["cell_ae"][k], new["cell_ae"][k]) for k in old["cell_ae"])
-    stages = {h["stage"] for h in json.loads((tmp_path / "model_vae_only" / "metrics.json").read_text())}
+    stages = {
+        h["stage"] for h in json.loads((tmp_path / "model_vae_only" / "metrics.json").read_text())["history"]
+    }
     assert stages == {"vae", "done"}
     with pytest.raises(GenError, match="width"):
         train_generator(cfg.data_dir, tmp_path / "model_bad", replace(again, width=8))
@@ -229,7 +231,7 @@ def test_pipeline_end_to_end(ray_session, tmp_path, monkeypatch):
     assert not (tmp_path / "model_nan").exists()
 
     # Slerp end points span the compositions: each stable valid composition before any repeats.
-    from crystalspace.gen.learn import Generator
+    from crystalspace.gen.generator import Generator
     from crystalspace.gen.sample import anchor_indices
 
     g = Generator(cfg.model_dir)
@@ -267,7 +269,7 @@ def test_pipeline_end_to_end(ray_session, tmp_path, monkeypatch):
     for cif in new.get("cif", []):
         assert (tmp_path / "samples" / "slerp" / cif).exists()
 
-    report = pipeline.evaluate(cfg)
+    report = workflow.evaluate(cfg)
     intrinsic = report["table1"]["intrinsic"]
     assert max(intrinsic["rmse_cell"]) < 1e-4  # exact up to the float32 metric tensors
     assert report["table1"]["intrinsic_refined"]["mean_basis"] < 0.01

@@ -154,7 +154,9 @@ def test_killed_driver_resubmitted_skips_finished_shards(head, submitted_lake, t
     deadline = time.time() + 240
     while time.time() < deadline and len(list(lake.glob("arity=3/*/*.parquet"))) < 15:
         time.sleep(0.1)
-    pid = client.get_job_info("killed-build").driver_info.pid
+    info = client.get_job_info("killed-build")
+    assert info.driver_info is not None, f"the job's driver never started ({info.status}: {info.message})"
+    pid = info.driver_info.pid
     os.kill(int(pid), signal.SIGKILL)  # the job's driver process, on this machine
     while client.get_job_status("killed-build") not in {JobStatus.FAILED, JobStatus.STOPPED}:
         time.sleep(0.5)

@@ -9,16 +9,16 @@ import pytest
 import torch
 from ase.io import read
 
-from crystalspace.md.engine import MDProtocol, ReplicaBatch, ReplicaSpec, replica_seed
-from crystalspace.md.forces import (
+from crystalspace.md.integrators import FS, MDState, NoseHooverChain, nhc_step, velocity_verlet
+from crystalspace.md.replicas import MDProtocol, ReplicaBatch, ReplicaSpec, replica_seed
+from crystalspace.md.trajectory import read_trajectory
+from crystalspace.potentials import (
     AseCalculatorProvider,
     ForceProviderError,
-    PairPotential,
+    ProviderCalculator,
     get_provider,
-    provider_calculator,
 )
-from crystalspace.md.integrators import FS, MDState, NoseHooverChain, nhc_step, velocity_verlet
-from crystalspace.md.trajectory import read_trajectory
+from crystalspace.potentials.pair import PairPotential
 
 REF = Path(__file__).parent / "data" / "mlff_subset"  # relaxed CIFs + labelled frames
 torch.set_num_threads(1)
@@ -79,7 +79,7 @@ def test_agrees_with_ase_integrators(li3ps4, ensemble):
     pot = PairPotential()
     state, forces = _state(li3ps4, pot, temperature=800.0)
     atoms = li3ps4.copy()
-    atoms.calc = provider_calculator(pot)
+    atoms.calc = ProviderCalculator(pot)
     atoms.set_momenta(state.momenta[0].numpy())
     dt = 2 * FS
     if ensemble == "nve":
@@ -99,7 +99,7 @@ def test_agrees_with_ase_integrators(li3ps4, ensemble):
 
 def test_ase_calculator_adapter_matches_batched_provider(li3ps4):
     pot = PairPotential()
-    adapter = AseCalculatorProvider(provider_calculator(pot))
+    adapter = AseCalculatorProvider(ProviderCalculator(pot))
     z = torch.as_tensor(li3ps4.numbers)
     pos = torch.as_tensor(li3ps4.positions)[None].repeat(2, 1, 1) + 0.03 * torch.randn(
         2, len(li3ps4), 3, dtype=torch.float64
@@ -232,7 +232,7 @@ from ase.io import read
 import ray
 from ray.cluster_utils import Cluster
 from crystalspace.md.actors import run_md
-from crystalspace.md.engine import MDProtocol
+from crystalspace.md.replicas import MDProtocol
 
 cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
 cluster.add_node(num_cpus=1)

@@ -192,8 +192,8 @@ def test_neighbors_benchmark_quick(tmp_path: Path) -> None:
 
 def test_verlet_list_over_an_md_run_equals_fresh_lists(tmp_path: Path) -> None:
     """The real MD engine (NVT, 1500 K, 40 steps) gives the same trajectory with and without reuse."""
-    from crystalspace.md.engine import MDProtocol, ReplicaBatch, ReplicaSpec, replica_seed
-    from crystalspace.md.forces import potential_provider
+    from crystalspace.md.replicas import MDProtocol, ReplicaBatch, ReplicaSpec, replica_seed
+    from crystalspace.potentials.mlff import potential_provider
 
     fresh = potential("schnet")
     verlet = Potential(fresh.model, fresh.max_neighbors, skin=0.6)

@@ -129,7 +129,7 @@ def test_cli_unknown_model_is_one_line() -> None:
 @pytest.mark.slow
 @pytest.mark.integration
 def test_reference_with_chgnet_as_ray_tasks(ray_session, tmp_path) -> None:
-    from crystalspace.mlff.reference import generate_reference, load_structures
+    from crystalspace.md.reference import generate_reference, load_structures
 
     structures = load_structures([f"{DATA}/Li3PS4_chgnet_relaxed.cif"])
     paths = generate_reference(structures, [600.0, 900.0], tmp_path, runs=1, steps=4, interval=2)
@@ -172,10 +172,10 @@ def test_nan_loss_stops_naming_the_batch(ray_session, tmp_path) -> None:
 @pytest.mark.integration
 def test_end_to_end_train_resume_registry_evaluate(ray_session, tmp_path) -> None:
     """Ray Train (1 worker) with an injected worker failure → resume → registry → evaluate."""
-    from crystalspace.mlff.calculator import MLFFCalculator
     from crystalspace.mlff.evaluate import evaluate_models
     from crystalspace.mlff.potential import load_potential
     from crystalspace.mlff.train import train_model
+    from crystalspace.potentials import ProviderCalculator
 
     cfg = make_mlff_config(
         SMALL,
@@ -250,7 +250,7 @@ def test_end_to_end_train_resume_registry_evaluate(ray_session, tmp_path) -> Non
     from crystalspace.atoms.io import row_to_atoms
 
     atoms = row_to_atoms(frame[0])
-    atoms.calc = MLFFCalculator(pot)
+    atoms.calc = ProviderCalculator(pot)
     e, f = pot.batched(
         frame[0]["numbers"],
         np.stack([r["positions"].reshape(-1, 3) for r in frame]),
@@ -272,7 +272,7 @@ def _md_with_trained_model(entry: str, out: Path) -> None:
 
     from crystalspace.md.actors import run_md
     from crystalspace.md.analysis import load_trajectories
-    from crystalspace.md.engine import MDProtocol
+    from crystalspace.md.replicas import MDProtocol
     from crystalspace.md.report import build_report, load_model
 
     protocol = MDProtocol(

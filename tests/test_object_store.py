@@ -135,6 +135,24 @@ def test_registry_entry_round_trips_through_s3(s3_port, tmp_path, monkeypatch):
 
 
 @pytest.mark.integration
+def test_model_folder_with_an_artefact_round_trips_through_s3(s3_port, tmp_path, monkeypatch):
+    import torch
+
+    from crystalspace.registry import load_entry, write_entry
+
+    monkeypatch.setenv("CRYSTALSPACE_CACHE", str(tmp_path / "cache"))
+    uri = join_uri(_uri(s3_port, "models"), "csp-model")  # a model folder at any URI, not a name
+    artefacts = {"lattice.skops": b"the forests"}
+    write_entry(uri, {"arch": "distancenet"}, {"w": torch.ones(2)}, {"rmse": 1.0}, "# csp\n", artefacts)
+    monkeypatch.setenv("CRYSTALSPACE_CACHE", str(tmp_path / "cache2"))
+    entry = load_entry(uri)
+    assert entry.config["artefacts"] == ["lattice.skops"]
+    assert entry.artefact("lattice.skops").read_bytes() == b"the forests"
+    assert torch.equal(entry.state_dict()["w"], torch.ones(2))
+    assert SECRET not in str(entry.path)
+
+
+@pytest.mark.integration
 def test_refusing_endpoint_is_one_clear_error(ray_session, tmp_path):
     lake = _uri(_free_port(), "lake")  # nothing listens there
     t0 = time.perf_counter()

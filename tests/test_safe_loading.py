@@ -1,9 +1,8 @@
-"""Nothing executable from data: crafted pickle files are refused, never unpacked; the CSP bundle
-round-trips through JSON, tensors and skops with identical predictions."""
+"""Nothing executable from data: crafted pickle files are refused, never unpacked; the CSP model
+folder round-trips through JSON, tensors and skops with identical predictions."""
 
 from __future__ import annotations
 
-import json
 import pickle
 import subprocess
 import sys
@@ -60,14 +59,14 @@ def test_old_csp_bundle_with_aux_pkl_is_refused_by_the_cli(tmp_path: Path) -> No
 
 
 def test_gen_weights_with_a_python_object_are_refused(tmp_path: Path) -> None:
-    from crystalspace.gen.learn import Generator, TrainSettings
-    from crystalspace.registry import UnsafeFileError
+    from crystalspace.gen.generator import Generator
+    from crystalspace.gen.train import TrainSettings
+    from crystalspace.registry import UnsafeFileError, write_entry
 
     marker = tmp_path / "pwned"
     folder = tmp_path / "gen-model"
-    folder.mkdir()
-    (folder / "config.json").write_text(json.dumps({"settings": asdict(TrainSettings()), "in_dim": 8}))
-    torch.save({"cell_ae": _Payload(marker), "mean": torch.zeros(8)}, folder / "weights.pt")
+    write_entry(folder, {"settings": asdict(TrainSettings()), "in_dim": 8}, {}, {}, "", {"latents.npz": b""})
+    torch.save({"cell_ae": _Payload(marker), "mean": torch.zeros(8)}, folder / "model.pt")
     with pytest.raises(UnsafeFileError) as exc:
         Generator(folder, device="cpu")
     msg = str(exc.value)
@@ -92,9 +91,9 @@ def test_csp_bundle_round_trip_gives_identical_predictions(tmp_path: Path) -> No
     from crystalspace.csp.data import read_table, split_by_formula
     from crystalspace.csp.features import Standardiser, species_of
     from crystalspace.csp.lattice import LatticeModel
-    from crystalspace.csp.pipeline import predicted_geometry
     from crystalspace.csp.target import Bins, pair_mask
-    from crystalspace.csp.train import Arrays, TrainConfig, fit, load_bundle, predict_distances, save_bundle
+    from crystalspace.csp.train import Arrays, TrainConfig, fit, load_model, predict_distances, save_model
+    from crystalspace.csp.workflow import predicted_geometry
 
     torch.set_num_threads(1)
     entries = read_table(TABLE, max_atoms=12, limit=60)
@@ -111,11 +110,11 @@ def test_csp_bundle_round_trip_gives_identical_predictions(tmp_path: Path) -> No
     model = fit(a_tr, cfg, bins)
     lattice = LatticeModel(n_estimators=5).fit(train)
     info = {"n_train": len(train)}
-    save_bundle(tmp_path / "model", model, cfg, bins, std, lattice, info)
+    save_model(tmp_path / "model", model, cfg, bins, std, lattice, info)
 
     names = sorted(p.name for p in (tmp_path / "model").iterdir())
-    assert names == ["config.json", "info.json", "lattice.skops", "model.pt"]
-    b = load_bundle(tmp_path / "model")
+    assert names == ["card.md", "config.json", "lattice.skops", "metrics.json", "model.pt"]
+    b = load_model(tmp_path / "model")
     assert b["cfg"] == cfg
     assert b["net"] == model.cfg
     assert b["info"] == info

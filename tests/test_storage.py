@@ -31,7 +31,7 @@ def test_atomic_write_replaces_whole_or_leaves_the_old(tmp_path: Path) -> None:
     assert read_json(fs, f"{root}/a/none.json") is None
 
     (tmp_path / "a" / "dir.json").mkdir()  # a rename onto a folder fails after the data is written
-    with pytest.raises(OSError):
+    with pytest.raises(IsADirectoryError):
         write_atomic(fs, f"{root}/a/dir.json", b"{}")
     assert sorted(list_files(fs, root)) == ["a/b.json"]  # no temporary file left
 

@@ -19,7 +19,7 @@ DEFAULT_MODEL = Path.home() / ".crystalspace" / "csp-model"
 
 
 def _config(path: Path | None, sets: list[str] | None) -> Any:
-    from crystalspace.csp.pipeline import load_csp_config
+    from crystalspace.csp.workflow import load_csp_config
 
     return load_csp_config(path, overrides(sets))
 
@@ -29,12 +29,14 @@ def _config(path: Path | None, sets: list[str] | None) -> Any:
 def train(
     config: ConfigOpt = None,
     set_: SetOpt = None,
-    model_dir: Annotated[Path, typer.Option(help="where the trained bundle goes")] = DEFAULT_MODEL,
+    model_dir: Annotated[
+        Path, typer.Option(help="the model folder to write (a registry entry)")
+    ] = DEFAULT_MODEL,
 ) -> None:
     """Build the dataset, train the distance network (Ray Train) and the lattice model."""
     import tempfile
 
-    from crystalspace.csp.pipeline import train_pipeline
+    from crystalspace.csp.workflow import train_pipeline
     from crystalspace.runtime import init_ray
 
     cfg = _config(config, set_)
@@ -55,7 +57,10 @@ def predict(
     model_dir: Annotated[Path, typer.Option()] = DEFAULT_MODEL,
     out: Annotated[Path, typer.Option(help="directory for CIFs")] = Path("csp_out"),
     runs: Annotated[int, typer.Option(min=1, help="independent GA runs")] = 12,
-    relax_steps: Annotated[int, typer.Option(min=0, help="FIRE steps per CHGNet relaxation")] = 30,
+    relax_steps: Annotated[int, typer.Option(min=0, help="FIRE steps per relaxation")] = 30,
+    force_field: Annotated[
+        str, typer.Option(help="relaxing force field: chgnet, pair, or a saved model's name or path")
+    ] = "chgnet",
     lattice: Annotated[
         str | None, typer.Option(help="user lattice 'a,b,c,alpha,beta,gamma' instead of the predicted one")
     ] = None,
@@ -63,13 +68,15 @@ def predict(
     """Predict ranked structures for FORMULA (its atom counts are the cell's) and write CIFs."""
     from pymatgen.core import Composition, Lattice
 
-    from crystalspace.csp.pipeline import default_relaxer, load
-    from crystalspace.csp.pipeline import predict as run_predict
+    from crystalspace.csp.workflow import default_relaxer, load
+    from crystalspace.csp.workflow import predict as run_predict
+    from crystalspace.potentials import check_provider
 
     try:  # checked before the model loads; predict() checks the atom counts against the model
         Composition(formula)
     except Exception as exc:
         raise UserError(f"cannot parse formula {formula!r}: {str(exc).splitlines()[0]}") from None
+    check_provider(force_field)
     lat = None
     if lattice:
         try:
@@ -79,7 +86,8 @@ def predict(
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out}: exists and is not a directory")
     bundle = load(model_dir)
-    res = run_predict(bundle, formula, default_relaxer(), top_k, runs, relax_steps=relax_steps, lattice=lat)
+    relaxer = default_relaxer(force_field)
+    res = run_predict(bundle, formula, relaxer, top_k, runs, relax_steps=relax_steps, lattice=lat)
     out.mkdir(parents=True, exist_ok=True)
     g = res["lattice"]
     print(
@@ -109,7 +117,7 @@ def evaluate(
     """Table-3-style evaluation on held-out formulas: CSP vs random search, same relaxation budget."""
     import pandas as pd
 
-    from crystalspace.csp.pipeline import default_relaxer, evaluate_formulas, load, load_entries
+    from crystalspace.csp.workflow import default_relaxer, evaluate_formulas, load, load_entries
 
     cfg = _config(config, set_)
     if out.is_dir():
@@ -119,6 +127,6 @@ def evaluate(
     entries = [e for e in load_entries(cfg) if e.formula in test][:n]
     if not entries:
         raise UserError("no held-out test formulas found in the configured data")
-    df = pd.DataFrame(evaluate_formulas(bundle, entries, default_relaxer(), cfg))
+    df = pd.DataFrame(evaluate_formulas(bundle, entries, default_relaxer(cfg.force_field), cfg))
     df.to_csv(out, index=False)
     print(df.to_string(index=False))

@@ -40,8 +40,8 @@ def build_data(
     num_cpus: NumCpusOpt = None,
 ) -> None:
     """VO dataset: substitution (Ray task per binary), then CHGNet energies (resumable)."""
-    from crystalspace.gen.pipeline import build_data as run
-    from crystalspace.gen.pipeline import source_docs
+    from crystalspace.gen.workflow import build_data as run
+    from crystalspace.gen.workflow import source_docs
 
     cfg = _config(config, set_, limit=limit, energy_limit=energy_limit)
     docs = source_docs(cfg)  # a bad source fails here, before Ray starts and before data_dir is made
@@ -55,8 +55,8 @@ def train(
     config: ConfigOpt = None, set_: SetOpt = None, address: AddressOpt = None, num_cpus: NumCpusOpt = None
 ) -> None:
     """Train the autoencoders and the materials VAE (Ray Train); saves the model folder."""
-    from crystalspace.gen.pipeline import check_train
-    from crystalspace.gen.pipeline import train as run
+    from crystalspace.gen.workflow import check_train
+    from crystalspace.gen.workflow import train as run
 
     cfg = _config(config, set_)
     check_train(cfg)
@@ -75,7 +75,7 @@ def sample(
     set_: SetOpt = None,
 ) -> None:
     """Sample the latent space; writes CIFs of new materials and tables (generated.parquet, new_materials.csv)."""
-    from crystalspace.gen.pipeline import sample as run
+    from crystalspace.gen.workflow import sample as run
 
     cfg = _config(config, set_, method=method)
     counts = run(cfg, n, method, out)
@@ -92,7 +92,7 @@ def evaluate(
     set_: SetOpt = None,
 ) -> None:
     """Tables 1 and 2, rediscovery, stability (E_hull) and the random-search baseline."""
-    from crystalspace.gen.pipeline import evaluate as run
+    from crystalspace.gen.workflow import evaluate as run
 
     cfg = _config(config, set_)
     run(cfg, out)

@@ -61,8 +61,8 @@ def run_cmd(
     """Run the study's protocol (MB at 100 K, ramp, NVT production) for every material × T × repeat."""
     from crystalspace.atoms.io import read_structures
     from crystalspace.md.actors import run_md
-    from crystalspace.md.engine import MDProtocol
-    from crystalspace.md.forces import check_provider
+    from crystalspace.md.replicas import MDProtocol
+    from crystalspace.potentials import check_provider
 
     # every input is checked here, before Ray starts and before --out is created
     if thermostat not in ("nhc", "langevin", "nve"):
@@ -182,7 +182,7 @@ def report_cmd(
         models.append(rp.load_model(name.strip(), [Path(p) for p in files]))
     if not models:
         raise UserError("nothing to compare: give --model NAME=PATH or --split-seeds")
-    from crystalspace.md.forces import get_provider
+    from crystalspace.potentials import get_provider
 
     by_name = {m.name: m for m in models}
     for item in force_provider or []:

@@ -50,7 +50,7 @@ def reference(
 ) -> None:
     """Reference MD with CHGNet (Ray tasks, offline) for any structures → structure-row Parquet."""
     from crystalspace.config import ConfigError
-    from crystalspace.mlff.reference import generate_reference, load_structures
+    from crystalspace.md.reference import generate_reference, load_structures
 
     try:
         temps = [float(t) for t in temperatures.split(",") if t.strip()]

@@ -1,10 +1,9 @@
-"""Training: arrays, a plain torch fit loop, Ray Train (TorchTrainer) and Ray Tune glue."""
+"""Training the distance network: padded arrays, :class:`DistanceTask` (one epoch at a time, for
+the one runner :mod:`crystalspace.training`: Ray Train, checkpoints, resume, NaN guard) and the
+saved model, a registry entry (:mod:`crystalspace.registry`) with the lattice forests as artefact."""
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,9 +17,20 @@ from crystalspace.csp.lattice import LatticeModel
 from crystalspace.csp.model import DistanceNet, NetConfig
 from crystalspace.csp.target import Bins, distance_matrix, metrics, pair_mask
 from crystalspace.errors import UserError
-from crystalspace.registry import load_tensors
+from crystalspace.registry import load_entry, write_entry
+from crystalspace.training import (
+    LocalSession,
+    RunSettings,
+    Task,
+    TrainingError,
+    TrainSession,
+    check_finite,
+    run_task,
+    run_training,
+)
 
-BUNDLE_FORMAT = 2  # 1: the old aux.pkl bundles, refused on load
+ARCH = "distancenet"
+LATTICE = "lattice.skops"
 _RETRAIN = "retrain it: `crystalspace csp train --config pipelines/configs/csp_small.yaml --model-dir DIR`"
 
 
@@ -84,40 +94,72 @@ def expected_distance(out: torch.Tensor, bins: Bins | None) -> torch.Tensor:
     return (out.softmax(1) * c[None, :, None, None]).sum(1)
 
 
-def fit(
-    train: Arrays, cfg: TrainConfig, bins: Bins | None, device: str = "cpu", report: Any = None
-) -> DistanceNet:
-    """Train a :class:`DistanceNet` (optionally inside a Ray Train worker: DDP via ``prepare_model``)."""
-    torch.manual_seed(cfg.seed)
-    net_cfg = NetConfig(n_out=bins.n if bins else 1, **cfg.net)
-    model: torch.nn.Module = DistanceNet(net_cfg).to(device)
-    if report is not None:
-        import ray.train.torch
+class DistanceTask(Task):
+    """The distance network's training on one worker: Adam, one shuffled pass over this worker's
+    share of the rows per epoch; the last epoch adds the test metrics when ``config`` has ``test``.
 
-        model = ray.train.torch.prepare_model(model)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    x, m, d = (torch.as_tensor(a) for a in (train.x, train.mask, train.d))
-    pm = torch.as_tensor(pair_mask(train.mask))
-    gen = torch.Generator().manual_seed(cfg.seed)
-    for epoch in range(cfg.epochs):
-        model.train()
-        perm = torch.randperm(len(x), generator=gen)
+    ``config``: ``cfg`` (:class:`TrainConfig`), ``bins`` (None: regression), ``train`` and
+    optionally ``test`` (:class:`Arrays`).
+    """
+
+    def __init__(self, config: dict[str, Any], session: TrainSession) -> None:
+        self.cfg: TrainConfig = config["cfg"]
+        self.bins: Bins | None = config["bins"]
+        self.test: Arrays | None = config.get("test")
+        self.epochs, self.rank, self.world = self.cfg.epochs, session.rank, session.world_size
+        self.device = torch.device(session.device())
+        torch.manual_seed(self.cfg.seed)
+        self.net = DistanceNet(NetConfig(n_out=self.bins.n if self.bins else 1, **self.cfg.net)).to(
+            self.device
+        )
+        self.model: torch.nn.Module = self.net
+        if self.world > 1:
+            import ray.train.torch
+
+            self.model = ray.train.torch.prepare_model(self.net)
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=self.cfg.lr)
+        train: Arrays = config["train"]
+        self.x, self.m, self.d = (torch.as_tensor(a) for a in (train.x, train.mask, train.d))
+        self.pm = torch.as_tensor(pair_mask(train.mask))
+        self.test_metrics: dict[str, float] | None = None
+
+    def train_epoch(self, epoch: int) -> dict[str, Any]:
+        cfg, dev = self.cfg, self.device
+        gen = torch.Generator().manual_seed(cfg.seed + epoch)
+        mine = torch.randperm(len(self.x), generator=gen)[self.rank :: self.world]
+        self.model.train()
         total = 0.0
-        for i in range(0, len(x), cfg.batch_size):
-            b = perm[i : i + cfg.batch_size]
+        for i in range(0, len(mine), cfg.batch_size):
+            b = mine[i : i + cfg.batch_size]
             if len(b) < 2:
                 continue
-            out = model(x[b].to(device), m[b].to(device))
-            loss = _loss(out, d[b].to(device), pm[b].to(device), bins)
-            opt.zero_grad()
+            out = self.model(self.x[b].to(dev), self.m[b].to(dev))
+            loss = _loss(out, self.d[b].to(dev), self.pm[b].to(dev), self.bins)
+            check_finite(loss.detach(), f"epoch {epoch} batch {i // cfg.batch_size}")
+            self.opt.zero_grad()
             loss.backward()
-            opt.step()
-            total += float(loss) * len(b)
-        if report is not None:
-            report(epoch, total / len(x), model)
-    net = model.module if hasattr(model, "module") else model
-    assert isinstance(net, DistanceNet)
-    return net
+            self.opt.step()
+            total += float(loss.detach()) * len(b)
+        result: dict[str, Any] = {"loss": total / max(len(mine), 1)}
+        if epoch == self.epochs - 1 and self.test is not None:
+            self.test_metrics = evaluate(self.net, self.test, self.bins)
+            result.update(self.test_metrics)
+        return result
+
+    def save_state(self) -> dict[str, Any]:
+        return {"model": self.net.state_dict(), "optimizer": self.opt.state_dict(), "test": self.test_metrics}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.net.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["optimizer"])
+        self.test_metrics = state["test"]
+
+
+def fit(train: Arrays, cfg: TrainConfig, bins: Bins | None, device: str = "cpu") -> DistanceNet:
+    """Train a :class:`DistanceNet` in this process (no Ray Train), e.g. inside a Tune trial."""
+    task = run_task(DistanceTask, {"cfg": cfg, "bins": bins, "train": train}, LocalSession(device))
+    assert isinstance(task, DistanceTask)
+    return task.net
 
 
 @torch.no_grad()
@@ -140,32 +182,7 @@ def evaluate(model: DistanceNet, arr: Arrays, bins: Bins | None) -> dict[str, fl
     return metrics(predict_distances(model, arr, bins), arr.d, pair_mask(arr.mask))
 
 
-def _train_loop(config: dict[str, Any]) -> None:
-    """Ray Train worker loop: fit on this worker, rank 0 reports test metrics and a checkpoint."""
-    import ray.train
-
-    cfg: TrainConfig = config["cfg"]
-    bins: Bins | None = config["bins"]
-    torch.set_num_threads(1)
-
-    def report(epoch: int, loss: float, model: torch.nn.Module) -> None:
-        if epoch < cfg.epochs - 1:
-            ray.train.report({"epoch": epoch, "loss": loss})
-            return
-        net = model.module if hasattr(model, "module") else model
-        assert isinstance(net, DistanceNet)
-        res = {"epoch": epoch, "loss": loss, **evaluate(net, config["test"], bins)}
-        with tempfile.TemporaryDirectory() as tmp:
-            ckpt = None
-            if ray.train.get_context().get_world_rank() == 0:
-                torch.save(net.state_dict(), os.path.join(tmp, "model.pt"))
-                ckpt = ray.train.Checkpoint.from_directory(tmp)
-            ray.train.report(res, checkpoint=ckpt)
-
-    fit(config["train"], cfg, bins, report=report)
-
-
-def train_ray(
+def train_distance_net(
     train: Arrays,
     test: Arrays,
     cfg: TrainConfig,
@@ -174,76 +191,66 @@ def train_ray(
     num_workers: int = 1,
     use_gpu: bool = False,
 ) -> tuple[DistanceNet, dict[str, float]]:
-    """Train with Ray Train's TorchTrainer; return the model (from rank 0's checkpoint) and test metrics."""
-    from ray.train import RunConfig, ScalingConfig
-    from ray.train.torch import TorchTrainer
-
-    trainer = TorchTrainer(
-        _train_loop,
-        train_loop_config={"cfg": cfg, "bins": bins, "train": train, "test": test},
-        scaling_config=ScalingConfig(
-            num_workers=num_workers, use_gpu=use_gpu, resources_per_worker={"CPU": 1}
-        ),
-        run_config=RunConfig(storage_path=str(storage.resolve()), name="csp_train"),
+    """Train through the runner (Ray Train, ``storage`` for its checkpoints); the trained network
+    and its test metrics."""
+    config = {"cfg": cfg, "bins": bins, "train": train, "test": test}
+    settings = RunSettings(
+        name="csp_train", storage_path=str(storage), num_workers=num_workers, use_gpu=use_gpu
     )
-    result = trainer.fit()
-    if result.checkpoint is None:
-        raise RuntimeError(f"Ray Train produced no checkpoint: {result.error}")
+    state = run_training(DistanceTask, config, settings, epochs=cfg.epochs).state
+    if state is None or state.get("test") is None:
+        raise TrainingError(f"CSP training in {storage} finished without a final checkpoint")
     model = DistanceNet(NetConfig(n_out=bins.n if bins else 1, **cfg.net))
-    with result.checkpoint.as_directory() as d:
-        model.load_state_dict(load_tensors(os.path.join(d, "model.pt")))
-    final = result.metrics or {}
-    return model, {k: float(final[k]) for k in ("mse", "rmse", "overlap")}
+    model.load_state_dict(state["model"])
+    return model.eval(), {k: float(state["test"][k]) for k in ("mse", "rmse", "overlap")}
 
 
-def save_bundle(
+def save_model(
     path: Path,
     model: DistanceNet,
     cfg: TrainConfig,
     bins: Bins | None,
     std: Standardiser,
     lattice: LatticeModel,
-    info: dict[str, Any],
-) -> None:
-    """Write the bundle atomically to directory ``path``: ``model.pt`` (the network's state dict),
-    ``config.json`` (train and net settings, bins, standardiser), ``lattice.skops`` (the forests)
-    and ``info.json`` (metrics). Nothing in it runs code when loaded."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
-    torch.save(model.state_dict(), tmp / "model.pt")
+    metrics: dict[str, Any],
+    data: dict[str, Any] | None = None,
+) -> Path:
+    """Write the trained model as a registry entry at ``path`` (replacing one there): ``model.pt``
+    (the network), ``config.json`` (train and net settings, bins, standardiser, ``data``),
+    ``metrics.json``, ``card.md`` and the artefact ``lattice.skops`` (the forests)."""
+    data = data or {}
     config = {
-        "format": BUNDLE_FORMAT,
+        "arch": ARCH,
+        "dataset": Path(data["table"]).name.split(".")[0].lower() if data.get("table") else "mp",
         "train": asdict(cfg),
         "net": model.cfg.to_dict(),
         "bins": None if bins is None else {"lo": bins.lo, "hi": bins.hi, "n": bins.n},
         "standardiser": {"mean": std.mean.tolist(), "std": std.std.tolist()},
+        "data": data,
     }
-    (tmp / "config.json").write_text(json.dumps(config, indent=1))
-    lattice.save(tmp / "lattice.skops")
-    (tmp / "info.json").write_text(json.dumps(info, indent=2))
-    if path.exists():
-        import shutil
-
-        shutil.rmtree(path)
-    tmp.rename(path)
+    card = _card(config, metrics)
+    return write_entry(
+        path, config, model.state_dict(), metrics, card, {LATTICE: lattice.to_bytes()}, overwrite=True
+    )
 
 
-def load_bundle(path: Path) -> dict[str, Any]:
-    """Load what :func:`save_bundle` wrote (keys ``cfg``, ``bins``, ``std``, ``lattice``, ``net``,
-    ``model``, ``info``); one-line errors for an empty folder or an old ``aux.pkl`` bundle."""
+def load_model(path: Path) -> dict[str, Any]:
+    """Load what :func:`save_model` wrote (keys ``cfg``, ``bins``, ``std``, ``lattice``, ``net``,
+    ``model``, ``info`` (the metrics)); one-line errors for an empty folder or an older model."""
     if (path / "aux.pkl").exists() and not (path / "config.json").exists():
         raise OldBundleError(
             f"{path} holds a CSP model saved by an older crystalspace in pickle format (aux.pkl), "
             f"which is never loaded (it could run code); {_RETRAIN.replace('DIR', str(path))}"
         )
-    if not all((path / f).exists() for f in ("model.pt", "config.json", "lattice.skops")):
+    if not (path / "config.json").exists():
         raise ModelMissingError(
             f"no trained CSP model in {path}; run `crystalspace csp train --config pipelines/configs/csp_small.yaml` first (a few minutes on CPU)"
         )
-    config = json.loads((path / "config.json").read_text())
+    entry = load_entry(path, remedy=_RETRAIN.replace("DIR", str(path)))
+    config = entry.config
     net = NetConfig(**config["net"])
     model = DistanceNet(net)
-    model.load_state_dict(load_tensors(path / "model.pt", remedy=_RETRAIN.replace("DIR", str(path))))
+    model.load_state_dict(entry.state_dict())
     model.eval()
     b = config["bins"]
     st = config["standardiser"]
@@ -253,8 +260,27 @@ def load_bundle(path: Path) -> dict[str, Any]:
         "std": Standardiser(
             np.asarray(st["mean"], dtype=np.float64), np.asarray(st["std"], dtype=np.float64)
         ),
-        "lattice": LatticeModel.load(path / "lattice.skops"),
+        "lattice": LatticeModel.load(entry.artefact(LATTICE)),
         "net": net,
         "model": model,
-        "info": json.loads((path / "info.json").read_text()),
+        "info": entry.metrics,
     }
+
+
+def _card(config: dict[str, Any], m: dict[str, Any]) -> str:
+    t, d = config["train"], m.get("distance", {})
+    bins = config["bins"]
+    head = f"{bins['n']} distance bins" if bins else "direct distance regression"
+    return (
+        "# CSP distance network (AlphaCrystal-II)\n\n"
+        f"- what: residual network from composition to the cell's distance matrix ({head}), "
+        f"with random forests for the lattice and space group (`{LATTICE}`)\n"
+        f"- data: `{config['dataset']}` {config['data']}, {m.get('n_train', '?')} training / "
+        f"{m.get('n_test', '?')} test structures, split by formula\n"
+        f"- metrics: test distance RMSE {d.get('rmse', float('nan')):.3f} Å, overlap at 8 Å "
+        f"{d.get('overlap', float('nan')):.3f}; lattice {m.get('lattice', {})}\n"
+        f"- trained: Adam lr {t['lr']}, {t['epochs']} epochs, batch {t['batch_size']}, seed {t['seed']}, "
+        "on Ray Train (`crystalspace.training`)\n"
+        "- use: `crystalspace csp predict FORMULA --model-dir PATH`; "
+        "`crystalspace.csp.workflow.load(PATH)` in Python\n"
+    )

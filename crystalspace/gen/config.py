@@ -32,7 +32,10 @@ class GenConfig(BaseModel):
         default=None, ge=1, description="rows to label with energies (None: all)"
     )
     energy_chunk: int = Field(default=64, ge=1, description="structures per energy task")
-    energy_model: str = Field(default="chgnet", description="force field for energies")
+    energy_model: str = Field(
+        default="chgnet",
+        description="force field: a provider name (chgnet, pair) or a saved model's name or path",
+    )
     energy_device: str = Field(default="cpu", description="device for relaxations in evaluate (cpu, cuda)")
     max_sites: int = Field(default=20, ge=1)
     max_length: float = Field(default=10.0, gt=0, description="Å")

@@ -285,3 +285,10 @@ def load_labelled(data_dir: str | os.PathLike[str]) -> pa.Table:
     if not p.exists():
         raise GenError(f"{p} not found: run `crystalspace gen build-data` (energy step) to finish labelling")
     return read_table(p, "labelled VO dataset")
+
+
+def row_structure(row: dict[str, Any]) -> Structure:
+    """pymatgen structure of a dataset row."""
+    from crystalspace.atoms.io import atoms_to_structure, row_to_atoms
+
+    return atoms_to_structure(row_to_atoms(row))

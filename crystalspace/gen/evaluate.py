@@ -7,18 +7,15 @@ from __future__ import annotations
 import logging
 import os
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from crystalspace.gen.errors import GenError
-
 if TYPE_CHECKING:
     from pymatgen.core import Structure
 
-    from crystalspace.gen.energy import EnergyModel
-    from crystalspace.gen.learn import Generator
+    from crystalspace.gen.generator import Generator
+    from crystalspace.potentials import Relaxer
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +37,7 @@ E_HULL_CUT = 0.080  # eV/atom
 def dataset_structures(data_dir: str | os.PathLike[str]) -> tuple[Any, list[Structure]]:
     """The labelled table and its structures."""
     from crystalspace.atoms.io import table_to_rows
-    from crystalspace.gen.dataset import load_labelled
-    from crystalspace.gen.learn import row_structure
+    from crystalspace.gen.dataset import load_labelled, row_structure
 
     table = load_labelled(data_dir)
     return table, [row_structure(r) for r in table_to_rows(table)]
@@ -121,7 +117,7 @@ def _images_through(
     and atom counts: decoded by the VAE through the model, the structures' own otherwise."""
     import torch
 
-    from crystalspace.gen.learn import images, structure_tensors
+    from crystalspace.gen.images import images, structure_tensors
 
     if through == "model":
         return gen.reconstruct_images(structures)
@@ -144,7 +140,7 @@ def rediscovery(
     radius: float = 1e-3,
     seed: int = 0,
     by_counts: bool = False,
-    model: EnergyModel | None = None,
+    model: Relaxer | None = None,
     relax_steps: int = 100,
     max_relax: int = 3,
 ) -> dict[str, Any]:
@@ -181,10 +177,8 @@ def rediscovery(
             for s in same:
                 if len(distinct) < max_relax and not any(matcher.fit(s, t) for t in distinct):
                     distinct.append(s)
-            ref_relaxed = model.relax(ref, steps=relax_steps)[0]
-            row["relaxed_hits"] = sum(
-                1 for s in distinct if matcher.fit(model.relax(s, steps=relax_steps)[0], ref_relaxed)
-            )
+            ref_relaxed, *mine = (r.structure for r in model.relax([ref, *distinct], steps=relax_steps))
+            row["relaxed_hits"] = sum(1 for s in mine if matcher.fit(s, ref_relaxed))
         found.append(row)
     return {
         "held_out": len(known),
@@ -196,7 +190,7 @@ def rediscovery(
 
 # --------------------------------------------------------------- stability
 def hull_energies(
-    model: EnergyModel,
+    model: Relaxer,
     refs: dict[str, float],
     known: list[tuple[str, Structure]],
     candidates: list[Structure],
@@ -217,15 +211,20 @@ def hull_energies(
         len(known) + len(candidates), "E_hull relaxations", unit="structures", step="structures"
     ) as bar:
         for _, s in known:
-            _, e, c = model.relax(s, steps=steps)
-            calls += c
-            entries.append(PDEntry(s.composition, e * len(s)))
+            r = model.relax([s], steps=steps)[0]
+            calls += r.calls
+            if np.isfinite(r.energy):  # a failed relaxation is no phase
+                entries.append(PDEntry(s.composition, r.energy))
             bar.advance(1)
         pd = PhaseDiagram(entries)
         for s in candidates:
-            final, e, c = model.relax(s, steps=steps)
-            calls += c
-            entry = PDEntry(final.composition, e * len(final))
+            r = model.relax([s], steps=steps)[0]
+            calls += r.calls
+            bar.advance(1)
+            if not np.isfinite(r.energy):  # the relaxation failed: no E_hull
+                continue
+            final, e = r.structure, r.energy_per_atom
+            entry = PDEntry(final.composition, r.energy)
             _, ehull = pd.get_decomp_and_e_above_hull(entry, allow_negative=True)
             comp = final.composition.get_el_amt_dict()
             rows.append(
@@ -237,13 +236,12 @@ def hull_energies(
                     "structure": final,
                 }
             )
-            bar.advance(1)
     return rows, calls
 
 
 # ---------------------------------------------------------------- baseline
 def random_search(
-    model: EnergyModel, formula: str, budget: int, steps: int = 50, seed: int = 0
+    model: Relaxer, formula: str, budget: int, steps: int = 50, seed: int = 0
 ) -> list[tuple[int, float]]:
     """Random structure search (pyxtal random symmetric crystals, each relaxed ≤ ``steps`` force
     calls) until ``budget`` force calls: best energy per atom vs evaluations."""
@@ -268,15 +266,15 @@ def random_search(
             continue
         if not c.valid:
             continue
-        _, e, n = model.relax(c.to_pymatgen(), steps=min(steps, budget - calls))
-        calls += n
-        best = min(best, e)
+        r = model.relax([c.to_pymatgen()], steps=min(steps, budget - calls))[0]
+        calls += r.calls
+        best = min(best, r.energy_per_atom)
         curve.append((calls, best))
     return curve
 
 
 def generator_search(
-    model: EnergyModel, structures: list[Structure], budget: int, steps: int = 50
+    model: Relaxer, structures: list[Structure], budget: int, steps: int = 50
 ) -> list[tuple[int, float]]:
     """The generator's structures of one composition, relaxed in turn under the same budget."""
     curve: list[tuple[int, float]] = []
@@ -284,9 +282,9 @@ def generator_search(
     for s in structures:
         if calls >= budget:
             break
-        _, e, n = model.relax(s, steps=min(steps, budget - calls))
-        calls += n
-        best = min(best, e)
+        r = model.relax([s], steps=min(steps, budget - calls))[0]
+        calls += r.calls
+        best = min(best, r.energy_per_atom)
         curve.append((calls, best))
     return curve
 
@@ -295,11 +293,3 @@ def timed(fn: Any, *args: Any, **kwargs: Any) -> tuple[Any, float]:
     """(result, seconds)."""
     t0 = time.perf_counter()
     return fn(*args, **kwargs), time.perf_counter() - t0
-
-
-def require_model(model_dir: str | os.PathLike[str]) -> None:
-    """Clear error if there is no trained model."""
-    if not (Path(model_dir) / "weights.pt").exists():
-        raise GenError(
-            f"no trained model in {model_dir}: run `crystalspace gen train --config pipelines/configs/gen_small.yaml` first (trains in minutes on CPU)"
-        )

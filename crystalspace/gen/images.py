@@ -189,6 +189,54 @@ def structure_arrays(structure: Structure, spec: ImageSpec) -> tuple[np.ndarray,
     return pos, ch
 
 
+# ------------------------------------------------------- batches of images
+def structure_tensors(
+    structures: list[Structure], spec: ImageSpec, max_atoms: int | None = None
+) -> dict[str, np.ndarray]:
+    """Metric tensors, box positions (padded), channels (-1 = pad) and element counts."""
+    p = max_atoms or max(len(s) for s in structures)
+    n = len(structures)
+    metric = np.zeros((n, 3, 3), np.float32)
+    pos = np.zeros((n, p, 3), np.float32)
+    ch = -np.ones((n, p), np.int64)
+    counts = np.zeros((n, len(spec.elements)), np.float32)
+    for i, s in enumerate(structures):
+        m = standard_matrix(s.lattice)
+        metric[i] = m @ m.T
+        x, c = structure_arrays(s, spec)
+        pos[i, : len(x)], ch[i, : len(x)] = x, c
+        counts[i] = np.bincount(c, minlength=len(spec.elements))
+    return {"metric": metric, "pos": pos, "ch": ch, "counts": counts}
+
+
+def cell_images(
+    arrays: dict[str, torch.Tensor], idx: torch.Tensor, spec: ImageSpec, device: Any
+) -> torch.Tensor:
+    """Cell images (B,1,m,m,m) of rows ``idx``, drawn on ``device``."""
+    return render_cells(arrays["metric"][idx].to(device), spec.cell_grid, spec.cell_sigma)
+
+
+def basis_images(
+    arrays: dict[str, torch.Tensor], idx: torch.Tensor, spec: ImageSpec, device: Any
+) -> torch.Tensor:
+    """Basis images (B,C,n,n,n) of rows ``idx``, drawn on ``device``."""
+    return render_basis(
+        arrays["pos"][idx].to(device),
+        arrays["ch"][idx].to(device),
+        spec.basis_grid,
+        spec.box,
+        spec.basis_sigma,
+        len(spec.elements),
+    )
+
+
+def images(
+    arrays: dict[str, torch.Tensor], idx: torch.Tensor, spec: ImageSpec, device: Any
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cell (B,1,m,m,m) and basis (B,C,n,n,n) images of rows ``idx``, drawn on ``device``."""
+    return cell_images(arrays, idx, spec, device), basis_images(arrays, idx, spec, device)
+
+
 #: With the atom count known, a peak this high still counts as an atom: a blurred decoded atom can
 #: fall below the counting threshold, while the count says how many peaks to take.
 COUNTED_PEAK_FLOOR = 0.05

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from typing import Any
 
 import torch
 from torch import nn
@@ -106,3 +107,15 @@ def vae_loss(
 def image_loss(pred: torch.Tensor, target: torch.Tensor, peak_weight: float = 10.0) -> torch.Tensor:
     """MSE weighted towards occupied voxels (basis images are mostly empty)."""
     return torch.mean((pred - target) ** 2 * (1 + peak_weight * target))
+
+
+COUNT_SCALE = 20.0  # atoms per element enter the material vector as counts / COUNT_SCALE
+
+
+def material_vectors(
+    cell_ae: Any, basis_ae: Any, cell: torch.Tensor, basis: torch.Tensor, counts: torch.Tensor
+) -> torch.Tensor:
+    """``[cell vector | basis vector per element | counts / COUNT_SCALE]`` (the generator's input)."""
+    b, c = basis.shape[:2]
+    vb = basis_ae.encode(basis.reshape(b * c, 1, *basis.shape[2:])).reshape(b, -1)
+    return torch.cat([cell_ae.encode(cell), vb, counts / COUNT_SCALE], dim=1)

@@ -27,8 +27,8 @@ from crystalspace.runtime import shared_data
 if TYPE_CHECKING:
     from pymatgen.core import Composition, Structure
 
+    from crystalspace.gen.generator import Generator
     from crystalspace.gen.images import ImageSpec
-    from crystalspace.gen.learn import Generator
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from crystalspace.md.engine import MDProtocol, ReplicaSpec, replica_seed
+from crystalspace.md.replicas import MDProtocol, ReplicaSpec, replica_seed
 
 
 class ReplicaActorImpl:
@@ -36,8 +36,8 @@ class ReplicaActorImpl:
     ) -> None:
         import torch
 
-        from crystalspace.md.engine import ReplicaBatch
-        from crystalspace.md.forces import get_provider
+        from crystalspace.md.replicas import ReplicaBatch
+        from crystalspace.potentials import get_provider
 
         torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1"))))
         self.crash_at_step, self.out_dir, self.prefix = crash_at_step, Path(out_dir), prefix
@@ -137,7 +137,7 @@ def run_md(
     ]
     wall = time.perf_counter() - start
     replica_ns = sum(r["last_step"] for r in summary) * protocol.dt_fs * 1e-6
-    from crystalspace.md.forces import provider_info
+    from crystalspace.potentials import provider_info
 
     (out / "model.json").write_text(json.dumps(provider_info(provider), indent=1))
     (out / "summary.json").write_text(json.dumps({

@@ -68,7 +68,7 @@ def seed_split(reference: pd.DataFrame, name: str = "CHGNet") -> tuple[pd.DataFr
     runs = sorted(reference.run.unique())
     if len(runs) < 2:
         raise an.AnalysisError("seed split needs at least 2 runs per condition")
-    from crystalspace.md.forces import provider_info
+    from crystalspace.potentials import provider_info
 
     info = provider_info("chgnet")
     models = [ModelRun(f"{name} seed {r}", reference[reference.run == r], dict(info)) for r in runs[1:]]

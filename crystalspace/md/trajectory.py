@@ -14,10 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import torch
 
 from crystalspace.atoms.io import StructureError, rows_to_table, write_structures
-from crystalspace.registry import load_tensors
+from crystalspace.registry import load_tensors, save_tensors
 from crystalspace.tables import read_table
 
 _CHUNK = re.compile(r"^(?P<prefix>.+)-(?P<first>\d{9})-(?P<last>\d{9})\.parquet$")
@@ -59,7 +58,7 @@ def save_checkpoint(path: str | os.PathLike[str], payload: dict[str, Any]) -> No
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    torch.save(payload, tmp)
+    save_tensors(payload, tmp)
     os.replace(tmp, path)
 
 

@@ -3,8 +3,9 @@
 Loss = ``energy_weight``·MSE(E/atom) + ``force_weight``·MSE(F) (the study weighted energy to forces
 1:1000), Adam with ``ReduceLROnPlateau`` on the validation loss, optional EMA of the weights,
 a wall-clock budget, per-epoch metrics (``val_energy_mae`` eV/atom, ``val_force_mae`` eV/Å,
-``val_force_r2`` mean R² over x, y, z) through ``ray.train.report``. The best validation model is
-written to the registry (``<arch>-<dataset>-<version>/``) with a learning-curve PNG next to it.
+``val_force_r2`` mean R² over x, y, z), one checkpoint per epoch: :class:`ForceFieldTask` trains
+through the one runner (:mod:`crystalspace.training`). The best validation model is written to the
+registry (``<arch>-<dataset>-<version>/``) with a learning-curve PNG next to it.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import numpy as np
 
 from crystalspace.mlff.config import MLFFConfig
 from crystalspace.mlff.data import labelled_rows, load_material, split_frames
+from crystalspace.training import Budget, Task, TrainSession, check_finite
 
 log = logging.getLogger(__name__)
 CURVE_KEYS = ("train_loss", "val_loss", "val_energy_mae", "val_force_mae", "val_force_r2")
@@ -104,144 +106,155 @@ def recenter_energy(model: Any, per_atom: Any, elements: Any) -> None:
         model.atom_ref[elements.to(model.atom_ref.device)] += delta
 
 
-def train_loop(config: dict[str, Any], session: Any = None) -> None:
-    """Ray Train worker loop (see the module docstring); resumes from the last checkpoint.
+class ForceFieldTask(Task):
+    """One force field's training on one worker (see the module docstring), driven by
+    :func:`crystalspace.training.run_task`.
 
-    ``config`` holds ``cfg`` (an :class:`MLFFConfig` as a dict) and the ``train_rows``/``val_rows``
-    (lists of labelled rows or object refs to them). ``session`` is where the loop runs: a Ray Train
-    worker by default, or a :class:`~crystalspace.training.TuneSession` inside a Tune trial.
+    ``config`` holds ``cfg`` (an :class:`MLFFConfig` as a dict), the ``train_rows``/``val_rows``
+    (lists of labelled rows or object refs to them) and optionally ``crash_once_at_epoch`` (a
+    test hook: fail that epoch unless resumed). ``session`` is a Ray Train worker or, inside a
+    Tune trial, a :class:`~crystalspace.training.TuneSession`.
     """
-    import ray
-    import torch
-    from torch_geometric.loader import DataLoader
 
-    from crystalspace.mlff.models import build_model
-    from crystalspace.mlff.potential import Potential
-    from crystalspace.training import Budget, TrainSession, check_finite
+    def __init__(self, config: dict[str, Any], session: TrainSession) -> None:
+        import ray
+        import torch
+        from torch_geometric.loader import DataLoader
 
-    session = session or TrainSession()
-    cfg = MLFFConfig(**config["cfg"])
-    rank, world = session.rank, session.world_size
-    torch.manual_seed(cfg.seed)
-    if not cfg.use_gpu:
-        torch.set_num_threads(1)
-    device = session.device()
-    train_rows, val_rows = (
-        ray.get(r) if isinstance(r, ray.ObjectRef) else r for r in (config["train_rows"], config["val_rows"])
-    )
-    model = build_model(cfg.model, **cfg.model_hparams())
-    model.fit_scale(
-        [r["numbers"] for r in train_rows],
-        np.array([r["energy"] for r in train_rows]),
-        np.concatenate([r["forces"] for r in train_rows]),
-    )
-    pot = Potential(model, cfg.max_neighbors).to(device)
-    if world > 1:
-        from ray.train.torch import prepare_model
+        from crystalspace.mlff.models import build_model
+        from crystalspace.mlff.potential import Potential
 
-        net = prepare_model(pot)
-    else:
-        net = pot
-    mine = list(range(rank, len(train_rows), world))
-    train_graphs = rows_to_graphs([train_rows[i] for i in mine], cfg.cutoff, cfg.max_neighbors)
-    for g, i in zip(train_graphs, mine, strict=True):
-        g.frame = torch.tensor([i])
-    val_graphs = rows_to_graphs(val_rows, cfg.cutoff, cfg.max_neighbors)
-    train_elements = torch.unique(torch.cat([torch.as_tensor(r["numbers"]).long() for r in train_rows]))
-    opt = torch.optim.Adam(pot.parameters(), lr=cfg.lr)
-    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
-        opt, factor=cfg.plateau_factor, patience=cfg.plateau_patience
-    )
-    ema = None
-    if cfg.ema_decay:
-        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-
-        ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
-    state = session.latest_state()
-    resumed = state is not None
-    start, best, best_state, spent = 0, float("inf"), None, 0.0
-    history: list[dict[str, Any]] = []
-    if state is not None:
-        history = state["history"]
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        if ema is not None and state.get("ema") is not None:
-            ema.load_state_dict(state["ema"])
-        start, best, best_state, spent = (
-            state["epoch"] + 1,
-            state["best_val"],
-            state["best_state"],
-            state["spent"],
+        cfg = self.cfg = MLFFConfig(**config["cfg"])
+        self.epochs, self.crash_at = cfg.epochs, config.get("crash_once_at_epoch")
+        self.rank, self.world = session.rank, session.world_size
+        torch.manual_seed(cfg.seed)
+        if not cfg.use_gpu:
+            torch.set_num_threads(1)
+        self.device = session.device()
+        train_rows, val_rows = (
+            ray.get(r) if isinstance(r, ray.ObjectRef) else r
+            for r in (config["train_rows"], config["val_rows"])
         )
-    budget = Budget(cfg.time_budget_s, already=spent)
-    gen = torch.Generator().manual_seed(cfg.seed + rank)
-    loader = DataLoader(train_graphs, batch_size=cfg.batch_size, shuffle=True, generator=gen)
-    crash_at = config.get("crash_once_at_epoch")
-    for epoch in range(start, cfg.epochs):
-        if crash_at is not None and epoch == crash_at and not resumed:
+        model = self.model = build_model(cfg.model, **cfg.model_hparams())
+        model.fit_scale(
+            [r["numbers"] for r in train_rows],
+            np.array([r["energy"] for r in train_rows]),
+            np.concatenate([r["forces"] for r in train_rows]),
+        )
+        pot = Potential(model, cfg.max_neighbors).to(self.device)
+        if self.world > 1:
+            from ray.train.torch import prepare_model
+
+            self.net = prepare_model(pot)
+        else:
+            self.net = pot
+        mine = list(range(self.rank, len(train_rows), self.world))
+        train_graphs = rows_to_graphs([train_rows[i] for i in mine], cfg.cutoff, cfg.max_neighbors)
+        for g, i in zip(train_graphs, mine, strict=True):
+            g.frame = torch.tensor([i])
+        self.val_graphs = rows_to_graphs(val_rows, cfg.cutoff, cfg.max_neighbors)
+        self.train_elements = torch.unique(
+            torch.cat([torch.as_tensor(r["numbers"]).long() for r in train_rows])
+        )
+        self.opt = torch.optim.Adam(pot.parameters(), lr=cfg.lr)
+        self.sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            self.opt, factor=cfg.plateau_factor, patience=cfg.plateau_patience
+        )
+        self.ema = None
+        if cfg.ema_decay:
+            from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+            self.ema = AveragedModel(
+                model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True
+            )
+        gen = torch.Generator().manual_seed(cfg.seed + self.rank)
+        self.loader = DataLoader(train_graphs, batch_size=cfg.batch_size, shuffle=True, generator=gen)
+        self.resumed, self.best = False, float("inf")
+        self.best_state: dict[str, Any] | None = None
+        self.history: list[dict[str, Any]] = []
+        self.budget = Budget(cfg.time_budget_s)
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["optimizer"])
+        self.sched.load_state_dict(state["scheduler"])
+        if self.ema is not None and state.get("ema") is not None:
+            self.ema.load_state_dict(state["ema"])
+        self.history, self.best, self.best_state = state["history"], state["best_val"], state["best_state"]
+        self.budget = Budget(self.cfg.time_budget_s, already=state["spent"])
+        self.resumed = True
+
+    def save_state(self) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.opt.state_dict(),
+            "scheduler": self.sched.state_dict(),
+            "ema": None if self.ema is None else self.ema.state_dict(),
+            "best_val": self.best,
+            "best_state": self.best_state,
+            "spent": self.budget.spent,
+            "history": self.history,
+        }
+
+    def finished(self) -> bool:
+        return self.budget.expired()
+
+    def train_epoch(self, epoch: int) -> dict[str, Any]:
+        import torch
+
+        from crystalspace.mlff.potential import Potential
+
+        cfg, model, ema = self.cfg, self.model, self.ema
+        if self.crash_at is not None and epoch == self.crash_at and not self.resumed:
             raise RuntimeError(f"injected worker failure at epoch {epoch}")
         t0, losses, residual = time.perf_counter(), [], []
-        pot.train()
-        for b, batch in enumerate(loader):
-            batch = batch.to(device)
-            out = net(batch, forces=True, training=True)
+        self.net.train()
+        for b, batch in enumerate(self.loader):
+            batch = batch.to(self.device)
+            out = self.net(batch, forces=True, training=True)
             n = batch.natoms.to(out.energy.dtype)
             e_loss = torch.mean(((out.energy - batch.energy) / n) ** 2)
             f_loss = torch.mean((out.forces - batch.forces) ** 2)
             loss = cfg.energy_weight * e_loss + cfg.force_weight * f_loss
             check_finite(loss.detach(), f"epoch {epoch} batch {b} (training frames {batch.frame.tolist()})")
-            opt.zero_grad()
+            self.opt.zero_grad()
             loss.backward()
-            opt.step()
+            self.opt.step()
             if ema is not None:
                 ema.update_parameters(model)
             losses.append(float(loss.detach()))
             residual.append(((batch.energy - out.energy.detach()) / n).mean())
-            if budget.expired():
+            if self.budget.expired():
                 break
         train_s = time.perf_counter() - t0
-        recenter_energy(model, torch.stack(residual).mean() if residual else None, train_elements)
+        recenter_energy(model, torch.stack(residual).mean() if residual else None, self.train_elements)
         evaluator = Potential(model if ema is None else ema.module, cfg.max_neighbors).eval()  # type: ignore[arg-type]
-        pe, pf = predict_graphs(evaluator, val_graphs, cfg.batch_size, device)
-        te = np.array([float(g.energy) for g in val_graphs])
-        tf = np.concatenate([g.forces.numpy() for g in val_graphs])
-        natoms = np.array([g.num_nodes for g in val_graphs])
+        pe, pf = predict_graphs(evaluator, self.val_graphs, cfg.batch_size, self.device)
+        te = np.array([float(g.energy) for g in self.val_graphs])
+        tf = np.concatenate([g.forces.numpy() for g in self.val_graphs])
+        natoms = np.array([g.num_nodes for g in self.val_graphs])
         m = force_metrics(pe, te, natoms, pf, tf)
         val_loss = cfg.energy_weight * float(np.mean(((pe - te) / natoms) ** 2)) + cfg.force_weight * float(
             np.mean((pf - tf) ** 2)
         )
-        sched.step(val_loss)
-        if val_loss < best:
-            best = val_loss
-            best_state = copy.deepcopy((ema.module if ema is not None else model).state_dict())
+        self.sched.step(val_loss)
+        if val_loss < self.best:
+            self.best = val_loss
+            self.best_state = copy.deepcopy((ema.module if ema is not None else model).state_dict())
         metrics = {
             "epoch": epoch,
             "train_loss": float(np.mean(losses)) if losses else float("nan"),
             "val_loss": val_loss,
             **{f"val_{k}": v for k, v in m.items()},
-            "lr": opt.param_groups[0]["lr"],
+            "lr": self.opt.param_groups[0]["lr"],
             "epoch_s": time.perf_counter() - t0,
             "train_s": train_s,
-            "train_structures_per_s": len(losses) * cfg.batch_size * world / max(train_s, 1e-9),
+            "train_structures_per_s": len(losses) * cfg.batch_size * self.world / max(train_s, 1e-9),
         }
-        history.append({**metrics, "resumed": resumed})
-        if rank == 0:
+        self.history.append({**metrics, "resumed": self.resumed})
+        if self.rank == 0:
             log.warning("epoch %d: val force MAE %.4f eV/Å, val loss %.4g", epoch, m["force_mae"], val_loss)
-        state = {
-            "model": model.state_dict(),
-            "optimizer": opt.state_dict(),
-            "scheduler": sched.state_dict(),
-            "ema": None if ema is None else ema.state_dict(),
-            "epoch": epoch,
-            "best_val": best,
-            "best_state": best_state,
-            "spent": budget.spent,
-            "history": history,
-        }
-        session.report(metrics, state)
-        if budget.expired():
-            break
+        return metrics
 
 
 def train_model(
@@ -253,7 +266,7 @@ def train_model(
     from crystalspace.mlff.models import build_model
     from crystalspace.registry import next_version, save_entry
     from crystalspace.runtime import init_ray
-    from crystalspace.training import TrainSettings, plot_learning_curves, run_training
+    from crystalspace.training import RunSettings, plot_learning_curves, run_training
 
     arch = build_model(cfg.model, **cfg.model_hparams()).arch  # fails early on an unknown name
     table = load_material(cfg.data, cfg.train_material, cfg.phase)
@@ -263,7 +276,7 @@ def train_model(
     init_ray()
     version = next_version(cfg.registry, arch, cfg.dataset_name)
     name = run_name or f"{arch}-{cfg.dataset_name}-{version}-{time.strftime('%Y%m%d-%H%M%S')}"
-    settings = TrainSettings(
+    settings = RunSettings(
         name=name,
         storage_path=str(Path(cfg.out).resolve() / "ray"),
         num_workers=cfg.num_workers,
@@ -276,7 +289,7 @@ def train_model(
         "val_rows": ray.put(val_rows),
         "crash_once_at_epoch": crash_once_at_epoch,
     }
-    outcome = run_training(train_loop, loop_config, settings, epochs=cfg.epochs)
+    outcome = run_training(ForceFieldTask, loop_config, settings, epochs=cfg.epochs)
     if outcome.state is None or outcome.state.get("best_state") is None:
         from crystalspace.training import TrainingError
 
@@ -328,5 +341,5 @@ def _card(arch: str, cfg: MLFFConfig, m: dict[str, Any]) -> str:
         f"- best epoch {m['best_epoch']} of {m['epochs_run']}: validation force MAE "
         f"{m['val_force_mae']:.4f} eV/Å, force R² {m['val_force_r2']:.3f}, energy MAE {m['val_energy_mae'] * 1000:.2f} meV/atom\n"
         "- labels are CHGNet predictions when trained on the crystalspace reference set, not DFT.\n"
-        "- load: `crystalspace.mlff.potential.load_potential(path)`; ASE: `crystalspace.mlff.calculator.MLFFCalculator`.\n"
+        "- load: `crystalspace.mlff.potential.load_potential(path)`; ASE: `crystalspace.potentials.ProviderCalculator(path)`.\n"
     )

@@ -44,13 +44,13 @@ def trial(
     """
     import ray.tune
 
-    from crystalspace.mlff.train import train_loop
-    from crystalspace.training import TuneSession
+    from crystalspace.mlff.train import ForceFieldTask
+    from crystalspace.training import TuneSession, run_task
 
     cfg = {**base, **config}
     session = TuneSession()
     try:
-        train_loop({"cfg": cfg, "train_rows": train_rows, "val_rows": val_rows}, session)
+        run_task(ForceFieldTask, {"cfg": cfg, "train_rows": train_rows, "val_rows": val_rows}, session)
     except UserError as exc:
         ray.tune.report({METRIC: math.nan, "failed": str(exc)})
         return
@@ -74,10 +74,10 @@ def stability_score(
     import tempfile
 
     from crystalspace.md import analysis as an
-    from crystalspace.md.engine import MDProtocol, ReplicaBatch, ReplicaSpec, replica_seed
-    from crystalspace.md.forces import MD_SKIN, potential_provider
+    from crystalspace.md.replicas import MDProtocol, ReplicaBatch, ReplicaSpec, replica_seed
     from crystalspace.mlff.models import build_model
     from crystalspace.mlff.potential import Potential
+    from crystalspace.potentials.mlff import MD_SKIN, potential_provider
 
     s = inputs.spec
     model = build_model(cfg.model, **cfg.model_hparams())

@@ -14,8 +14,9 @@ if TYPE_CHECKING:
     from pymatgen.core import Structure
 
     from crystalspace.gen.config import GenConfig
+    from crystalspace.gen.generator import Generator
     from crystalspace.gen.images import ImageSpec
-    from crystalspace.gen.learn import Generator, TrainSettings
+    from crystalspace.gen.train import TrainSettings
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,7 @@ def image_spec(cfg: GenConfig) -> ImageSpec:
 def train_settings(cfg: GenConfig) -> TrainSettings:
     """Training settings of a config (``train:`` overrides on the defaults)."""
     from crystalspace.gen.errors import GenError
-    from crystalspace.gen.learn import TrainSettings
+    from crystalspace.gen.train import TrainSettings
 
     try:
         return TrainSettings(**{**cfg.train, "seed": cfg.seed, "spec": asdict(image_spec(cfg))})
@@ -99,7 +100,7 @@ def check_train(cfg: GenConfig) -> None:
 
 def train(cfg: GenConfig) -> dict[str, Any]:
     """Train the model set (Ray Train) and save it to ``cfg.model_dir``."""
-    from crystalspace.gen.learn import train_generator
+    from crystalspace.gen.train import train_generator
 
     return train_generator(cfg.data_dir, cfg.model_dir, train_settings(cfg))
 
@@ -118,12 +119,11 @@ class Context:
 
 def context(cfg: GenConfig) -> Context:
     """Load the model, the dataset and the MP V–O structures once (parsing them takes seconds)."""
-    from crystalspace.gen.evaluate import dataset_structures, mp_vo_structures, require_model
-    from crystalspace.gen.learn import Generator
+    from crystalspace.gen.evaluate import dataset_structures, mp_vo_structures
+    from crystalspace.gen.generator import Generator
     from crystalspace.gen.sample import min_distances, mp_vo_formulas
 
-    require_model(cfg.model_dir)
-    gen = Generator(cfg.model_dir)
+    gen = Generator(cfg.model_dir)  # one line if there is no trained model
     table, structures = dataset_structures(cfg.data_dir)
     refs: dict[str, list[tuple[str, Structure]]] = {}
     for rid, s in zip(table["id"].to_pylist(), structures, strict=True):

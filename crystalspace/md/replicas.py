@@ -22,7 +22,6 @@ import numpy as np
 import torch
 from pydantic import BaseModel, Field
 
-from crystalspace.md.forces import ForceProvider, image_shifts
 from crystalspace.md.integrators import (
     FS,
     MDState,
@@ -34,6 +33,8 @@ from crystalspace.md.integrators import (
     velocity_verlet,
 )
 from crystalspace.md.trajectory import TrajectoryWriter, load_checkpoint, save_checkpoint
+from crystalspace.potentials import ForceProvider
+from crystalspace.potentials.pair import image_shifts
 
 
 class MDProtocol(BaseModel):

@@ -1,4 +1,5 @@
-"""Reference trajectories from the universal potential CHGNet (offline: its weights ship in the wheel).
+"""Reference trajectories from the universal potential CHGNet (offline: its weights ship in the wheel),
+the training data of :mod:`crystalspace.mlff` (here, above :mod:`crystalspace.potentials`, which builds CHGNet).
 
 Each (structure, temperature, run) is one Ray task: Maxwell–Boltzmann velocities, a short
 equilibration, then Langevin NVT with frames recorded every ``interval`` steps as structure rows
@@ -34,12 +35,12 @@ def chgnet_trajectory(
     from ase import units
     from ase.md.langevin import Langevin
     from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
-    from chgnet.model import CHGNet
-    from chgnet.model.dynamics import CHGNetCalculator
+
+    from crystalspace.potentials.chgnet import chgnet_calculator
 
     torch.set_num_threads(1)
     atoms = atoms.copy()
-    atoms.calc = CHGNetCalculator(CHGNet.load(verbose=False, use_device="cpu"), use_device="cpu")
+    atoms.calc = chgnet_calculator("cpu")
     rng = np.random.default_rng([seed, int(temperature), run])
     MaxwellBoltzmannDistribution(atoms, temperature_K=temperature, rng=rng)
     Stationary(atoms)

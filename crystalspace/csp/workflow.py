@@ -15,9 +15,16 @@ from crystalspace.csp.data import CSPDataError, Entry, family_of, load_default, 
 from crystalspace.csp.features import Standardiser, encode, species_of
 from crystalspace.csp.ga import GAConfig, run_ga
 from crystalspace.csp.lattice import LatticeGuess, LatticeModel
-from crystalspace.csp.relax import CHGNetRelaxer, Relaxer
 from crystalspace.csp.target import Bins, pair_mask
-from crystalspace.csp.train import Arrays, TrainConfig, load_bundle, predict_distances, save_bundle, train_ray
+from crystalspace.csp.train import (
+    Arrays,
+    TrainConfig,
+    load_model,
+    predict_distances,
+    save_model,
+    train_distance_net,
+)
+from crystalspace.potentials import Relaxed, Relaxer
 
 
 @dataclass
@@ -33,6 +40,7 @@ class CSPConfig:
     ga: GAConfig = field(default_factory=GAConfig)
     ga_runs: int = 8
     relax_steps: int = 30
+    force_field: str = "chgnet"  # relaxations: a provider name (chgnet, pair) or a saved model's name or path
     top_k: int = 10
     num_workers: int = 1
     ga_actors: int = 2
@@ -74,14 +82,15 @@ def load_entries(cfg: CSPConfig) -> list[Entry]:
 
 
 def train_pipeline(cfg: CSPConfig, out: Path, storage: Path) -> dict[str, Any]:
-    """Build the dataset, train distance net (Ray Train) and lattice model, save the bundle to ``out``."""
+    """Build the dataset, train the distance net (Ray Train, checkpoints under ``storage``) and the
+    lattice model, and save them as the model folder ``out``; returns the metrics and the config."""
     t0 = time.perf_counter()
     entries = load_entries(cfg)
     train, test = split_by_formula(entries, cfg.test_frac, cfg.train.seed)
     std = Standardiser.fit([z for e in train for z in species_of(e.structure)])
     a_tr, a_te = Arrays.of(train, std, cfg.max_atoms), Arrays.of(test, std, cfg.max_atoms)
     bins = Bins.fit(a_tr.d, pair_mask(a_tr.mask), cfg.train.n_bins) if cfg.train.n_bins > 0 else None
-    model, m = train_ray(a_tr, a_te, cfg.train, bins, storage, num_workers=cfg.num_workers)
+    model, m = train_distance_net(a_tr, a_te, cfg.train, bins, storage, num_workers=cfg.num_workers)
     lat = LatticeModel().fit(train)
     info = {
         "n_structures": len(entries),
@@ -91,10 +100,10 @@ def train_pipeline(cfg: CSPConfig, out: Path, storage: Path) -> dict[str, Any]:
         "distance": m,
         "lattice": lat.score(test),
         "seconds": time.perf_counter() - t0,
-        "config": asdict(cfg),
     }
-    save_bundle(out, model, cfg.train, bins, std, lat, info)
-    return info
+    data = {k: getattr(cfg, k) for k in ("table", "limit", "max_atoms", "family", "test_frac")}
+    save_model(out, model, cfg.train, bins, std, lat, info, data)
+    return {**info, "config": asdict(cfg)}
 
 
 def _ga_actor() -> Any:
@@ -157,13 +166,15 @@ def predicted_geometry(bundle: dict[str, Any], zs: list[int]) -> tuple[np.ndarra
     return d[: len(zs), : len(zs)], bundle["lattice"].predict(zs)
 
 
-def _ranked(
-    relaxed: list[tuple[Structure, float]], cands: list[tuple[Structure, float]], top_k: int
-) -> list[dict[str, Any]]:
+def _ranked(relaxed: list[Relaxed], cands: list[tuple[Structure, float]], top_k: int) -> list[dict[str, Any]]:
     """Candidates by relaxed energy per atom, GA fitness breaking ties."""
-    order = sorted(range(len(relaxed)), key=lambda i: (relaxed[i][1], cands[i][1]))
+    order = sorted(range(len(relaxed)), key=lambda i: (relaxed[i].energy_per_atom, cands[i][1]))
     return [
-        {"structure": relaxed[i][0], "energy_per_atom": relaxed[i][1], "ga_fitness": cands[i][1]}
+        {
+            "structure": relaxed[i].structure,
+            "energy_per_atom": relaxed[i].energy_per_atom,
+            "ga_fitness": cands[i][1],
+        }
         for i in order[:top_k]
     ]
 
@@ -194,9 +205,12 @@ def predict(
     d, guess = predicted_geometry(bundle, zs)
     lat = lattice or lattice_for(zs, guess)
     cands = ga_candidates(zs, lat, d, ga or GAConfig(), runs, n_actors=ga_actors, seed=seed)
-    structs = [s for s, _ in cands]
-    relaxed = relaxer.relax(structs, relax_steps) if relaxer else [(s, float("nan")) for s in structs]
-    ranked = _ranked(relaxed, cands, top_k)
+    if relaxer:
+        ranked = _ranked(relaxer.relax([s for s, _ in cands], relax_steps), cands, top_k)
+    else:  # unrelaxed, in GA order
+        ranked = [
+            {"structure": s, "energy_per_atom": float("nan"), "ga_fitness": f} for s, f in cands[:top_k]
+        ]
     return {"formula": formula, "species": zs, "distances": d, "lattice": guess, "candidates": ranked}
 
 
@@ -256,8 +270,8 @@ def evaluate_formulas(
     for k, e in enumerate(tests):
         mine = slice(k * n, (k + 1) * n)
         ranked = _ranked(ga_rel[mine], ga[mine], cfg.top_k)
-        rnd = sorted(rand_rel[mine], key=lambda r: r[1])[: cfg.top_k]
-        e_true = true_rel[k][1]
+        rnd = sorted(rand_rel[mine], key=lambda r: r.energy_per_atom)[: cfg.top_k]
+        e_true = true_rel[k].energy_per_atom
         futs.append(
             (
                 score.remote(
@@ -266,7 +280,9 @@ def evaluate_formulas(
                     e.structure,
                     e_true,
                 ),
-                score.remote([s for s, _ in rnd], [x for _, x in rnd], e.structure, e_true),
+                score.remote(
+                    [r.structure for r in rnd], [r.energy_per_atom for r in rnd], e.structure, e_true
+                ),
             )
         )
     rows = []
@@ -288,11 +304,12 @@ def evaluate_formulas(
     return rows
 
 
-def default_relaxer() -> Relaxer:
-    """CHGNet on CPU (the slot a registry force field can take)."""
-    return CHGNetRelaxer()
+def default_relaxer(provider: str = "chgnet", device: str = "cpu") -> Relaxer:
+    """FIRE with the cell relaxed (fmax 0.1 eV/Å) under ``provider``: CHGNet by default, or any name
+    :func:`~crystalspace.potentials.get_provider` knows (``pair``, a saved model's name or path)."""
+    return Relaxer(provider, device=device)
 
 
 def load(path: Path) -> dict[str, Any]:
-    """Load a trained bundle."""
-    return load_bundle(path)
+    """Load a trained model folder (see :func:`crystalspace.csp.train.load_model`)."""
+    return load_model(path)
