@@ -24,14 +24,13 @@ import io
 import json
 import os
 import re
-import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 from crystalspace.errors import UserError
-from crystalspace.storage import is_remote, join_uri, redact, resolve, write_folder
+from crystalspace.storage import atomic_path, is_remote, join_uri, redact, resolve, write_folder
 
 FILES = ("config.json", "model.pt", "metrics.json", "card.md")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.+]*$")
@@ -160,15 +159,11 @@ def _download(uri: str) -> Path:
     """Fetch the entry at ``uri`` (``config.json`` first, then the files it lists) into the cache."""
     fs, path = resolve(uri)
     local = _local_copy(uri)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{local.name}.tmp-", dir=_mkdir(local.parent)))
-    try:
+    with atomic_path(local) as tmp:
+        tmp.mkdir()
         _fetch(fs, path, tmp, "config.json", uri)
         for name in [*FILES[1:], *_read_json(tmp / "config.json", tmp).get("artefacts", [])]:
             _fetch(fs, path, tmp, name, uri)
-        shutil.rmtree(local, ignore_errors=True)
-        tmp.rename(local)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return local
 
 

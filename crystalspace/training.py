@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from crystalspace.errors import UserError
+from crystalspace.storage import atomic_path
 
 STATE_FILE = "state.pt"
 ERROR_KEY = "error"
@@ -400,10 +401,7 @@ def save_figure(fig: Any, path: str | os.PathLike[str]) -> Path:
     """Write a matplotlib figure as PNG atomically (no half-written file is ever visible) and close it."""
     import matplotlib.pyplot as plt
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.png")
-    fig.savefig(tmp, dpi=120)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120)
     plt.close(fig)
-    os.replace(tmp, path)
-    return path
+    return Path(path)

@@ -1,10 +1,11 @@
-"""Shared fixtures: one Ray session for the whole test run, small configs."""
+"""Shared fixtures: one Ray session for the whole test run, the Li3PS4 test cell."""
 
 from __future__ import annotations
 
 import os
 
 import pytest
+from _paths import DATA
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -24,6 +25,14 @@ def ray_session():
     )
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def li3ps4():
+    """The CHGNet-relaxed Li3PS4 cell (16 atoms) of tests/data/mlff_subset, read once per module."""
+    from ase.io import read
+
+    return read(DATA / "mlff_subset" / "Li3PS4_chgnet_relaxed.cif")
 
 
 def pytest_collection_modifyitems(config, items):

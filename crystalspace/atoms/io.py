@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from crystalspace.errors import UserError
+from crystalspace.storage import atomic_path
 
 if TYPE_CHECKING:
     from ase import Atoms
@@ -170,11 +171,8 @@ def table_to_rows(table: pa.Table) -> list[dict[str, Any]]:
 def write_structures(path: str | os.PathLike[str], rows: Sequence[dict[str, Any]] | pa.Table) -> None:
     """Write structure rows to a Parquet file atomically (temporary name, then rename)."""
     table = rows if isinstance(rows, pa.Table) else rows_to_table(rows)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    pq.write_table(table, tmp, compression="zstd")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp, compression="zstd")
 
 
 def read_structure_table(path: str | os.PathLike[str]) -> pa.Table:

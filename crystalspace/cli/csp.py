@@ -10,6 +10,7 @@ import typer
 
 from crystalspace.cli.options import ConfigOpt, SetOpt, overrides
 from crystalspace.errors import UserError, user_errors
+from crystalspace.storage import atomic_path
 
 app = typer.Typer(
     help="Crystal structure prediction from predicted distance matrices (AlphaCrystal-II).",
@@ -97,9 +98,8 @@ def predict(
     for i, c in enumerate(res["candidates"], 1):
         s = c["structure"]
         path = out / f"{s.composition.reduced_formula}_{i:02d}.cif"
-        tmp = path.with_suffix(".cif.tmp")
-        s.to(filename=str(tmp), fmt="cif")
-        tmp.replace(path)
+        with atomic_path(path) as tmp:
+            s.to(filename=str(tmp), fmt="cif")
         print(
             f"{i:>4} {c['energy_per_atom']:>12.4f} {c['ga_fitness']:>8.3f} {s.get_space_group_info(symprec=0.1)[1]:>5}  {path}"
         )

@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 
 from crystalspace.gen.errors import GenError
 from crystalspace.runtime import as_completed, progress, shared_data
+from crystalspace.storage import atomic_path
 from crystalspace.tables import read_table
 
 if TYPE_CHECKING:
@@ -191,10 +192,8 @@ def build_vo_dataset(
 
 
 def _atomic_parquet(table: pa.Table, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    pq.write_table(table, tmp)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
 
 
 def _energy_chunk(rows: list[dict[str, Any]], model_name: str) -> list[float]:

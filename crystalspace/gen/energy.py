@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from crystalspace.storage import atomic_path
+
 if TYPE_CHECKING:
     from pymatgen.core import Structure
 
@@ -60,11 +62,10 @@ def elemental_references(model: Relaxer, cache: str | os.PathLike[str] | None = 
         else:
             out[el] = model.relax([s], steps=200, fmax=0.02)[0].energy_per_atom
     if cache is not None:
-        tmp = Path(f"{cache}.tmp")
-        tmp.write_text(
-            json.dumps({"model": model.name, "energies": out, "mp_gga": MP_ELEMENT_REFERENCE}, indent=1)
-        )
-        tmp.replace(cache)
+        with atomic_path(cache) as tmp:
+            tmp.write_text(
+                json.dumps({"model": model.name, "energies": out, "mp_gga": MP_ELEMENT_REFERENCE}, indent=1)
+            )
     log.info("elemental references (%s): %s", model.name, out)
     return out
 

@@ -23,6 +23,7 @@ import numpy as np
 
 from crystalspace.gen.errors import GenError
 from crystalspace.runtime import shared_data
+from crystalspace.storage import atomic_path
 
 if TYPE_CHECKING:
     from pymatgen.core import Composition, Structure
@@ -323,21 +324,18 @@ def write_samples(
         r["cif"] = ""
         if r["new_material"] and s is not None:
             path = d / "cifs" / f"{r['id']}_{r['formula']}.cif"
-            tmp = path.with_name(path.name + ".tmp")
-            CifWriter(s).write_file(str(tmp))
-            tmp.replace(path)
+            with atomic_path(path) as tmp:
+                CifWriter(s).write_file(str(tmp))
             r["cif"] = str(path.relative_to(d))
     df = pd.DataFrame(rows)
     df["duplicate_of"] = (
         df.get("duplicate_of", pd.Series(dtype="float")).astype("Int64") if "duplicate_of" in df else pd.NA
     )
     df["matches"] = df["matches"].astype("string") if "matches" in df else pd.NA
-    tmp = d / "generated.parquet.tmp"
-    df.to_parquet(tmp)
-    tmp.replace(d / "generated.parquet")
-    new = df[df.new_material]
-    new.to_csv(d / "new_materials.csv.tmp", index=False)
-    (d / "new_materials.csv.tmp").replace(d / "new_materials.csv")
+    with atomic_path(d / "generated.parquet") as tmp:
+        df.to_parquet(tmp)
+    with atomic_path(d / "new_materials.csv") as tmp:
+        df[df.new_material].to_csv(tmp, index=False)
     return table2_row(df)
 
 

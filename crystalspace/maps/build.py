@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ from crystalspace.maps.reduce import reduce
 from crystalspace.maps.sample import Sample, connect_lake, lake_arities, sample_arity
 from crystalspace.maps.separation import chance, knn_accuracy, silhouette
 from crystalspace.runtime import progress
+from crystalspace.storage import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -202,9 +202,8 @@ def element_frequency(lake: str) -> pd.DataFrame:
 
 
 def _replace(path: Path, write: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    write(tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        write(tmp)
 
 
 def _write(

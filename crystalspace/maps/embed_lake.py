@@ -19,9 +19,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import shutil
 import time
-import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -34,7 +32,7 @@ from crystalspace.lake.duck import confine, recorded_files, sql_condition
 from crystalspace.maps.embeddings import MapsError, check_embedding, composition_embedding, load_embedding
 from crystalspace.maps.reduce import PRE_PCA, standardise
 from crystalspace.runtime import init_ray, progress, quiet_ray_data
-from crystalspace.storage import is_remote, redact, resolve
+from crystalspace.storage import atomic_path, is_remote, redact, resolve
 
 log = logging.getLogger(__name__)
 
@@ -239,9 +237,8 @@ def embed_selection(
     files = select_files(lake, where)
     projector = fit_projection(lake, where, embedding, project, fit_rows, seed)
     fit_seconds = time.perf_counter() - t0
-    tmp = out.with_name(f".{out.name}.tmp-{uuid.uuid4().hex[:8]}")
-    tmp.mkdir(parents=True)
-    try:
+    with atomic_path(out) as tmp:
+        tmp.mkdir()
         rows, dropped = _run(lake, files, embedding, where, tmp, projector, vectors, address, num_cpus)
         report = EmbedReport(
             str(out),
@@ -255,11 +252,6 @@ def embed_selection(
             fit_seconds,
         )
         (tmp / EMBED_MANIFEST).write_text(json.dumps({**asdict(report), "lake": lake}, indent=1))
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return report
 
 

@@ -16,6 +16,7 @@ import pandas as pd
 
 from crystalspace.maps.build import read_points
 from crystalspace.maps.figures import CATEGORY_COLOURS
+from crystalspace.storage import atomic_path
 
 EXPLORER = "explorer.html"
 
@@ -130,7 +131,6 @@ def write_explorer(maps: str | Path, out: str | Path | None = None) -> Path:
         .replace("__COLOURS__", json.dumps(CATEGORY_COLOURS))
         .replace("__PLOTLY__", get_plotlyjs().replace("</script>", "<\\/script>"))
     )
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(page, encoding="utf-8")
     return path

@@ -17,6 +17,7 @@ import pyarrow as pa
 
 from crystalspace.atoms.io import StructureError, rows_to_table, write_structures
 from crystalspace.registry import load_tensors, save_tensors
+from crystalspace.storage import atomic_path
 from crystalspace.tables import read_table
 
 _CHUNK = re.compile(r"^(?P<prefix>.+)-(?P<first>\d{9})-(?P<last>\d{9})\.parquet$")
@@ -55,11 +56,8 @@ class TrajectoryWriter:
 
 def save_checkpoint(path: str | os.PathLike[str], payload: dict[str, Any]) -> None:
     """Write a checkpoint atomically: tensors and plain values only (it is read with ``weights_only=True``)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    save_tensors(payload, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        save_tensors(payload, tmp)
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any] | None:

@@ -15,6 +15,7 @@ import numpy as np
 
 from crystalspace.mlff.data import labelled_rows, load_material, material_path, split_frames, unseen_frames
 from crystalspace.mlff.train import force_metrics, predict_graphs, rows_to_graphs
+from crystalspace.storage import atomic_path
 
 COLUMNS = ["model", "material", "frames", "energy_mae_mev_atom", "energy_r2", "force_mae", "force_r2", "seen"]
 
@@ -96,9 +97,8 @@ def write_table(results: list[dict[str, Any]], out: Path) -> None:
     import pandas as pd
 
     frame = pd.DataFrame(results, columns=COLUMNS)
-    tmp = out / ".direct_prediction.csv.tmp"
-    frame.to_csv(tmp, index=False)
-    os.replace(tmp, out / "direct_prediction.csv")
+    with atomic_path(out / "direct_prediction.csv") as tmp:
+        frame.to_csv(tmp, index=False)
     (out / "direct_prediction.md").write_text(format_table(results) + "\n")
 
 
