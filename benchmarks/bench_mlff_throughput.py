@@ -3,13 +3,15 @@
     python benchmarks/bench_mlff_throughput.py --data DIR --out DIR            # one GPU (H100)
     python benchmarks/bench_mlff_throughput.py --data DIR --out DIR --quick    # CPU smoke test
 
-For every model of the zoo (study sizes: hidden 128, cutoff 6 Å, on 50-atom LGPS frames):
+For every model of the zoo at the MLFF study's width (each model's ``study_hparams``, which size it as
+Table 1; hidden 128 and 3 layers for models outside the study), cutoff 6 Å, on 50-atom LGPS frames:
 - training step throughput (structures/s): forward, forces by autograd with create_graph, loss,
   backward, Adam step, batch 16 (graphs prebuilt, as the training loop has them);
 - single-structure force latency (ms): ``Potential.batched`` with R = 1, neighbour list included
   (what one MD step of one replica costs);
 - batched force throughput (structures/s and atom-steps/s) with R = 32 replicas (what batched MD
-  can reach).
+  can reach), and the single-replica ns/day at the study's 2 fs step beside Table 1's ns/day
+  (the study's figure is for its own code on one RTX 4090).
 With two or more GPUs it also runs Ray Train for DimeNet++ on 1 and 2 GPU workers (DDP) and prints
 the scaling (target ≥ 1.8× on 2 GPUs). Writes ``mlff_throughput.md`` / ``.json`` under ``--out``.
 """
@@ -35,6 +37,25 @@ os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get
 
 from crystalspace.mlff.data import labelled_rows, load_material  # noqa: E402
 from crystalspace.mlff.models import MODELS, build_model  # noqa: E402
+
+TABLE1_NS_PER_DAY = {
+    "cgcnn": 45.0, "schnet": 22.5, "dimenet": 1.4, "dimenetpp": 6.0, "gnstat": 10.0,
+    "deepergatgnn": 30.0, "scn": 2.8, "escn": 8.1, "forcenet": 25.7, "equiformer": 3.0,
+    "leftnet": 11.3,
+}  # fmt: skip
+"""The MLFF study's Table 1 "MD time (ns per day)", its code on one RTX 4090."""
+STEP_FS = 2.0
+"""The study's MD time step."""
+
+
+def model_hparams(name: str, quick: bool) -> dict[str, Any]:
+    """The study's width for a Table 1 model, hidden 128 / 3 layers otherwise; tiny with ``quick``."""
+    if quick:
+        return {"cutoff": 4.0, "hidden": 16, "layers": 1}
+    study = MODELS[name].study_hparams
+    return {"cutoff": 6.0, **(study or {"hidden": 128, "layers": 3})}
+
+
 from crystalspace.mlff.potential import Potential  # noqa: E402
 from crystalspace.mlff.train import rows_to_graphs  # noqa: E402
 
@@ -129,20 +150,19 @@ def main() -> int:
     device = torch.device("cuda" if torch.cuda.is_available() and not args.quick else "cpu")
     if device.type == "cpu":
         torch.set_num_threads(1 if args.quick else max(torch.get_num_threads(), 1))
-    hidden, cutoff = (16, 4.0) if args.quick else (128, 6.0)
+    cutoff = 4.0 if args.quick else 6.0
     n_frames = 8 if args.quick else 64
     rows = labelled_rows(load_material(args.data, "LGPS").slice(0, n_frames))
     graphs = rows_to_graphs(rows, cutoff, 500)
     edges = np.mean([g.edge_index.shape[1] for g in graphs])
     print(
         f"device {device} ({torch.cuda.get_device_name(0) if device.type == 'cuda' else 'cpu'}), LGPS 50 atoms, "
-        f"rc {cutoff} Å, {edges:.0f} edges/structure, hidden {hidden}"
+        f"rc {cutoff} Å, {edges:.0f} edges/structure"
     )
     results = []
     for name in args.models.split(","):
         torch.manual_seed(0)
-        layers = {"dimenetpp": 4, "schnet": 6}.get(name, 3) if not args.quick else 1
-        pot = Potential(build_model(name, cutoff=cutoff, hidden=hidden, layers=layers)).to(device)
+        pot = Potential(build_model(name, **model_hparams(name, args.quick))).to(device)
         params = sum(p.numel() for p in pot.parameters())
         train_rate = train_throughput(pot, graphs, 4 if args.quick else 16, 3 if args.quick else 20, device)
         pot.eval()
@@ -158,6 +178,8 @@ def main() -> int:
             "batched_structures_per_s": r / batched,
             "batched_atom_steps_per_s": 50 * r / batched,
             "conservative": pot.conservative,
+            "ns_per_day": 86400 / latency * STEP_FS * 1e-6,
+            "study_ns_per_day": TABLE1_NS_PER_DAY.get(name),
         }
         results.append(row)
         print(
@@ -177,15 +199,19 @@ def main() -> int:
             f"Ray Train DimeNet++: 1 worker {one:.1f}, 2 workers {two:.1f} struct/s -> {two / one:.2f}x (target 1.8x)"
         )
     lines = [
-        f"device: {device}; LGPS 50 atoms, rc {cutoff} Å, hidden {hidden}, {edges:.0f} edges/structure",
+        f"device: {device}; LGPS 50 atoms, rc {cutoff} Å, {edges:.0f} edges/structure, "
+        f"{'tiny models (--quick)' if args.quick else 'study widths'}",
         "",
-        "| model | params | train struct/s (batch 16) | force latency, 1 structure (ms) | batched struct/s | batched atom-steps/s |",
-        "|---|---|---|---|---|---|",
+        "| model | params | train struct/s (batch 16) | force latency, 1 structure (ms) | batched struct/s "
+        "| batched atom-steps/s | ns/day, 1 replica (2 fs) | study ns/day (Table 1) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
+        study = f"{r['study_ns_per_day']:.1f}" if r["study_ns_per_day"] else "—"
         lines.append(
             f"| {r['model']}{'' if r['conservative'] else ' (direct forces)'} | {r['params']:,} | {r['train_structures_per_s']:.1f} | "
-            f"{r['latency_ms']:.2f} | {r['batched_structures_per_s']:.1f} (R={r['batched_replicas']}) | {r['batched_atom_steps_per_s']:.0f} |"
+            f"{r['latency_ms']:.2f} | {r['batched_structures_per_s']:.1f} (R={r['batched_replicas']}) | {r['batched_atom_steps_per_s']:.0f} "
+            f"| {r['ns_per_day']:.1f} | {study} |"
         )
     if scaling:
         lines += [

@@ -161,5 +161,6 @@ def validated(model: type[M], data: dict[str, Any]) -> M:
         return model(**data)
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(f"{where}: {first['msg'].removeprefix('Value error, ')}") from None
+        where = ".".join(str(p) for p in first["loc"])  # empty for a check across fields
+        message = first["msg"].removeprefix("Value error, ")
+        raise ConfigError(f"{where}: {message}" if where else message) from None

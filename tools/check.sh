@@ -8,7 +8,8 @@ PY=${PYTHON:-python3}
 # torch is pinned to the local CPU wheel when the gpu extra is wanted; the space engine
 # and its tests need no torch.
 .venv/bin/pip install -q --disable-pip-version-check -e ".[dev]" 2>&1 | grep -v "^WARNING: Location" || true
-.venv/bin/python -c "import crystalspace, smact, numba, ray, duckdb" # fail early if the install broke
+PIP=.venv/bin/pip bash tools/install_mace.sh  # mace-torch beside e3nn 0.6.0 (its e3nn pin conflicts)
+.venv/bin/python -c "import crystalspace, smact, numba, ray, duckdb, mace.modules, sevenn" # fail early if the install broke
 # The explorer test drives a real headless browser: Debian's chromium + chromedriver.
 command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null) || echo "chromium not installed: the explorer browser test will be skipped"
 export RAY_AUTH_MODE=disabled RAY_USAGE_STATS_ENABLED=0 PYTHONUNBUFFERED=1

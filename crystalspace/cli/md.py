@@ -164,15 +164,19 @@ def report_cmd(
     """The study's tables (models, −log10 σ(300 K) vs reference, force vs RDF MAE) and figures."""
     from crystalspace.md import analysis as an
     from crystalspace.md import report as rp
+    from crystalspace.md.reference import reference_teacher
 
     _positive(discard_ps, "--discard-ps", zero=True)
     _positive(t_room, "--t-room")
     _out_dir(out)
     ref = an.load_trajectories(reference)
+    teacher = reference_teacher(reference)
+    if teacher:
+        print(f"reference labelled by teacher {teacher}")
     models: list[rp.ModelRun] = []
     rdf_ref = None
     if split_seeds:
-        ref, models = rp.seed_split(ref)
+        ref, models = rp.seed_split(ref, teacher or "chgnet")  # unrecorded: files made before teachers
         rdf_ref = ref[ref.run == ref.run.min()]
     for item in model or []:
         name, sep, paths = item.partition("=")

@@ -47,10 +47,15 @@ def reference(
     steps: Annotated[int, typer.Option("--steps", min=1, help="MD steps per run (2 fs)")] = 500,
     interval: Annotated[int, typer.Option("--interval", min=1, help="record every N steps")] = 10,
     equilibration: Annotated[int, typer.Option("--equilibration", min=0, help="steps before recording")] = 0,
+    teacher: Annotated[
+        str, typer.Option("--teacher", help="labelling potential: chgnet | sevennet | a registered provider")
+    ] = "chgnet",
 ) -> None:
-    """Reference MD with CHGNet (Ray tasks, offline) for any structures → structure-row Parquet."""
+    """Reference MD with a teacher potential (CHGNet by default; Ray tasks, offline) for any
+    structures → structure-row Parquet, the teacher recorded in each file."""
     from crystalspace.config import ConfigError
     from crystalspace.md.reference import generate_reference, load_structures
+    from crystalspace.potentials import check_provider
 
     try:
         temps = [float(t) for t in temperatures.split(",") if t.strip()]
@@ -62,9 +67,12 @@ def reference(
         raise ConfigError(f"--out {out}: exists and is not a directory")
     if equilibration > steps:
         raise ConfigError(f"--equilibration ({equilibration}) exceeds --steps ({steps}): no frame to record")
-    paths = generate_reference(load_structures(structures), temps, out, runs, steps, interval, equilibration)
+    check_provider(teacher)
+    paths = generate_reference(
+        load_structures(structures), temps, out, runs, steps, interval, equilibration, teacher=teacher
+    )
     for name, path in paths.items():
-        print(f"{name}: {path}")
+        print(f"{name}: {path} (teacher {teacher})")
 
 
 @app.command("ingest")
@@ -90,7 +98,7 @@ def ingest(
 def train(
     config: ConfigOpt = None,
     model: Annotated[
-        str | None, typer.Option("--model", help="schnet|dimenetpp|cgcnn|painn|nequip|forcenet")
+        str | None, typer.Option("--model", help="architecture (`crystalspace mlff models` lists them)")
     ] = None,
     sets: SetOpt = None,
 ) -> None:
@@ -202,3 +210,35 @@ def _register_report() -> None:
 
 
 _register_report()
+
+
+@app.command("models")
+@user_errors
+def models() -> None:
+    """The force-field zoo: each architecture, how it gets forces, and its size at the study's width."""
+    from rich.table import Table
+
+    from crystalspace.cli.options import console
+    from crystalspace.mlff.models import MODELS, study_sizes
+
+    sizes = {row["model"]: row for row in study_sizes()}
+    table = Table(title="force fields (parameters at the MLFF study's width, cutoff 6 Å)")
+    for col in ("model", "symmetry", "forces", "parameters", "study (Table 1)", "ratio"):
+        table.add_column(
+            col, justify="right" if col in {"parameters", "study (Table 1)", "ratio"} else "left"
+        )
+    for arch, cls in MODELS.items():
+        row = sizes.get(arch)
+        forces = "−∂E/∂r" if cls.conservative else "direct"
+        if row is None:
+            table.add_row(arch, cls.symmetry, forces, "", "not in the study", "")
+        else:
+            table.add_row(
+                arch,
+                cls.symmetry,
+                forces,
+                f"{row['params'] / 1e6:.2f} M",
+                f"{row['study_params'] / 1e6:.2f} M",
+                f"{row['ratio']:.2f}",
+            )
+    console.print(table)

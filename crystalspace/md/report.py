@@ -63,14 +63,20 @@ def _read_json(path: Path) -> dict[str, Any]:
     return data
 
 
-def seed_split(reference: pd.DataFrame, name: str = "CHGNet") -> tuple[pd.DataFrame, list[ModelRun]]:
-    """Reference = run 0 for the RDFs; every other run becomes a "model" (reference vs itself)."""
+def seed_split(
+    reference: pd.DataFrame, teacher: str = "chgnet", name: str | None = None
+) -> tuple[pd.DataFrame, list[ModelRun]]:
+    """Reference = run 0 for the RDFs; every other run becomes a "model" (reference vs itself) with
+    the info of ``teacher``, the provider that labelled the reference, and named after it (``name``,
+    else the frames' one ``source`` such as ``chgnet-0.3.0``, else ``teacher``)."""
     runs = sorted(reference.run.unique())
     if len(runs) < 2:
         raise an.AnalysisError("seed split needs at least 2 runs per condition")
     from crystalspace.potentials import provider_info
 
-    info = provider_info("chgnet")
+    sources = set(reference["source"].dropna()) - {""} if "source" in reference else set()
+    name = name or (sources.pop() if len(sources) == 1 else teacher)
+    info = provider_info(teacher)
     models = [ModelRun(f"{name} seed {r}", reference[reference.run == r], dict(info)) for r in runs[1:]]
     return reference, models
 

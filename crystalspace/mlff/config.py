@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from crystalspace.config import make_config, path_field
 from crystalspace.runtime import shared_data
@@ -47,6 +47,16 @@ class MLFFConfig(BaseModel):
     out: str = path_field(default="runs/mlff", description="run directory (checkpoints, figures)")
     registry: str = path_field(default="runs/registry", description="saved-model registry root")
     dataset_name: str = Field(default="lgps", description="dataset part of the registry name")
+
+    @model_validator(mode="after")
+    def _model_builds(self) -> MLFFConfig:
+        from crystalspace.mlff.models import check_model
+
+        try:
+            check_model(self.model, self.model_hparams())
+        except KeyError as exc:  # UnknownModelError: one line, raised as the ValueError pydantic reports
+            raise ValueError(str(exc)) from None
+        return self
 
     def model_hparams(self) -> dict[str, Any]:
         """Hyper-parameters passed to the model constructor."""

@@ -16,6 +16,7 @@ is looked up as a saved model of the project (:mod:`crystalspace.potentials.mlff
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -86,15 +87,33 @@ def provider_name(provider: Any) -> str:
 # ------------------------------------------------------------------------------------------ registry
 _REGISTRY: dict[str, Callable[..., ForceProvider]] = {}
 _INFO: dict[str, dict[str, Any]] = {}
+_CHECKS: dict[str, Callable[[], object]] = {}
 
 
 def register_provider(
-    name: str, factory: Callable[..., ForceProvider], info: dict[str, Any] | None = None
+    name: str,
+    factory: Callable[..., ForceProvider],
+    info: dict[str, Any] | None = None,
+    check: Callable[[], object] | None = None,
 ) -> None:
     """Make ``factory(device=..., **kwargs)`` available as ``get_provider(name, device, **kwargs)``;
-    ``info`` is what :func:`provider_info` reports for it (symmetry, parameters, epochs)."""
+    ``info`` is what :func:`provider_info` reports for it (symmetry, parameters, epochs), ``check``
+    a cheap test that the factory can work (raises :class:`ForceProviderError`, e.g. for a missing
+    optional package), run by :func:`check_provider`.
+
+    Any ASE calculator becomes a provider this way (here ASE's EMT, then ``--teacher emt`` or
+    ``get_provider("emt")``)::
+
+        from ase.calculators.emt import EMT
+        from crystalspace.potentials import AseCalculatorProvider, register_provider
+
+        register_provider("emt", lambda device="cpu": AseCalculatorProvider(EMT(), name="emt"))
+    """
     _REGISTRY[name] = factory
     _INFO[name] = dict(info or {})
+    _CHECKS.pop(name, None)
+    if check is not None:
+        _CHECKS[name] = check
 
 
 def get_provider(name: str, device: str = "cpu", **kwargs: Any) -> ForceProvider:
@@ -118,10 +137,12 @@ def get_provider(name: str, device: str = "cpu", **kwargs: Any) -> ForceProvider
 def check_provider(name: str) -> None:
     """Raise :class:`ForceProviderError` unless ``name`` is a registered provider or a saved model.
 
-    Cheap (reads the registry entry's JSON files, not its weights): commands call it before they
-    start Ray or write anything.
+    Cheap (a registered provider's own ``check``, or the saved entry's JSON files, not its weights):
+    commands call it before they start Ray or write anything.
     """
     if name in _REGISTRY:
+        if name in _CHECKS:
+            _CHECKS[name]()
         return
     from crystalspace.registry import RegistryError, load_entry
 
@@ -131,6 +152,16 @@ def check_provider(name: str) -> None:
         load_entry(name)
     except RegistryError as exc:
         raise ForceProviderError(_unknown(name, exc)) from None
+
+
+def provider_factory(name: str) -> Callable[..., ForceProvider]:
+    """What builds provider ``name`` with ``(device=...)``: its registered factory, else a loader of the
+    saved model. Ray pickles it (cloudpickle), so a task builds the provider even in a worker process
+    where ``name`` was never registered (a user's own calculator registered in the driver)."""
+    check_provider(name)
+    if name in _REGISTRY:
+        return _REGISTRY[name]
+    return functools.partial(get_provider, name)
 
 
 def provider_info(name: str) -> dict[str, Any]:

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from ase import Atoms
     from ase.calculators.calculator import Calculator
 
-INFO = {"symmetry": "invariant", "parameters": 412525, "epochs": "pretrained (v0.3.0)"}
+INFO = {"symmetry": "E(3)-invariant", "parameters": 412525, "epochs": "pretrained (v0.3.0)"}
 
 
 def chgnet_calculator(device: str = "cpu") -> Calculator:

@@ -137,4 +137,4 @@ def _pair(device: str = "cpu", **kwargs: Any) -> ForceProvider:
     return PairPotential(**kwargs).to(device)
 
 
-register_provider("pair", _pair, {"symmetry": "invariant", "parameters": 0, "epochs": "none (analytic)"})
+register_provider("pair", _pair, {"symmetry": "E(3)-invariant", "parameters": 0, "epochs": "none (analytic)"})

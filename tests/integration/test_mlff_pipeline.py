@@ -181,7 +181,7 @@ def _md_with_trained_model(entry: str, out: Path) -> None:
         assert set(np.diff(steps)) == {5}  # no gap, no duplicate frame after the restart
     info = json.loads((out / "traj" / "model.json").read_text())
     assert info["arch"] == "schnet"
-    assert info["symmetry"] == "invariant"
+    assert info["symmetry"] == "E(3)-invariant"
     assert info["parameters"] > 1000
     reference = load_trajectories(_paths.DATA / "md_reference" / "Li3PS4.parquet")
     reference = reference[reference.temperature_K.isin([800, 1200])]

@@ -82,14 +82,23 @@ class ForceField(nn.Module):
     Attributes:
         arch: registry name of the architecture.
         conservative: True when forces are −∂E/∂r (autograd); False for direct-force heads.
-        symmetry: how the hidden features transform, as the study tabulates it ("invariant" for
-            scalar distance/angle models, "equivariant" for vector or tensor features).
+        rotation_invariant: True when the energy is rotation invariant and the forces rotate with the
+            structure; False for a model that sees directions in the laboratory frame.
+        symmetry: how the hidden features transform, as the study tabulates it ("E(3)-invariant" for
+            scalar distance/angle models, "E(3)-equivariant", "SO(3)-equivariant", ... for vector or
+            tensor features).
         cutoff: neighbour cutoff the model was built for (Å).
+        study_hparams: hyper-parameters (beyond cutoff 6 Å) that size the model as the MLFF study's
+            Table 1 does; empty for models outside the study.
+        study_params: the study's parameter count on LGPS (Table 1); None outside the study.
     """
 
     arch: ClassVar[str] = ""
     conservative: ClassVar[bool] = True
-    symmetry: ClassVar[str] = "invariant"
+    rotation_invariant: ClassVar[bool] = True
+    symmetry: ClassVar[str] = "E(3)-invariant"
+    study_hparams: ClassVar[dict[str, Any]] = {}
+    study_params: ClassVar[float | None] = None
     atom_ref: Tensor
     scale: Tensor
 
@@ -99,6 +108,14 @@ class ForceField(nn.Module):
         self.hparams: dict[str, Any] = {"cutoff": float(cutoff), **hparams}
         self.register_buffer("atom_ref", torch.zeros(MAX_Z))
         self.register_buffer("scale", torch.ones(()))
+
+    @classmethod
+    def check_hparams(cls, hparams: dict[str, Any]) -> None:
+        """Raise ``ValueError`` (one line) when these hyper-parameters cannot build the model.
+
+        Called at config validation, before anything is trained; a model with constraints between its
+        hyper-parameters (lmax against the width, heads dividing the width) overrides it.
+        """
 
     def raw(self, g: GraphInput) -> tuple[Tensor, Tensor | None]:
         """Per-structure raw energies (B,) and, for direct-force models, raw forces (N, 3)."""

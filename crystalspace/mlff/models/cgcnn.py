@@ -7,6 +7,8 @@ it would make one structure's energy depend on the others in its batch.
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 import torch
 from torch import Tensor, nn
 
@@ -36,6 +38,8 @@ class CGCNN(ForceField):
     """CGCNN energy model: ``layers`` gated graph convolutions of width ``hidden``."""
 
     arch = "cgcnn"
+    study_hparams: ClassVar[dict[str, Any]] = {"hidden": 128, "layers": 3}
+    study_params = 0.25e6
 
     def __init__(
         self, cutoff: float = 6.0, hidden: int = 128, layers: int = 3, num_gaussians: int = 40

@@ -83,7 +83,7 @@ class NequIP(ForceField):
     """Equivariant tensor-product energy model (e3nn): ``hidden`` scalars, ``layers`` convolutions."""
 
     arch = "nequip"
-    symmetry = "equivariant"
+    symmetry = "E(3)-equivariant"
 
     def __init__(
         self,

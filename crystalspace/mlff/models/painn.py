@@ -58,7 +58,7 @@ class PaiNN(ForceField):
     """PaiNN energy model: ``hidden`` features, ``layers`` message/update pairs."""
 
     arch = "painn"
-    symmetry = "equivariant"
+    symmetry = "E(3)-equivariant"
 
     def __init__(self, cutoff: float = 6.0, hidden: int = 128, layers: int = 3, num_basis: int = 20) -> None:
         super().__init__(cutoff, hidden=hidden, layers=layers, num_basis=num_basis)

@@ -7,6 +7,8 @@ shift-aware, differentiable edge vectors).
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 from torch import Tensor, nn
 
 from crystalspace.mlff.models.base import ForceField, GraphInput
@@ -28,6 +30,8 @@ class SchNet(ForceField):
     """SchNet energy model; ``hidden`` channels and filters, ``layers`` interaction blocks."""
 
     arch = "schnet"
+    study_hparams: ClassVar[dict[str, Any]] = {"hidden": 128, "layers": 6}
+    study_params = 0.49e6
 
     def __init__(
         self, cutoff: float = 6.0, hidden: int = 128, layers: int = 6, num_gaussians: int = 50

@@ -50,7 +50,7 @@ def li_p_s_batch(replicas: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tens
     return z, torch.bmm(frac, cells), cells
 
 
-@pytest.mark.parametrize("arch", ["schnet", "painn", "nequip", "dimenetpp", "cgcnn", "forcenet"])
+@pytest.mark.parametrize("arch", ["schnet", "painn", "nequip", "dimenet", "dimenetpp", "cgcnn", "forcenet"])
 def test_batched_equals_the_vesin_batch_path(arch: str) -> None:
     pot = potential(arch)
     z, pos, cells = li_p_s_batch(3)
