@@ -7,6 +7,8 @@ import os
 import pytest
 from _paths import DATA
 
+pytest_plugins = ["_lakes"]  # the small lake fixtures of the lake-integrity tests
+
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 

@@ -9,7 +9,6 @@ each); the CLI is run as a subprocess where its own output is under test.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -17,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+from _lakes import BASE, ELEMENTS, lake_rows, small_config
 
 from crystalspace.lake.duck import connect
 from crystalspace.lake.store import LakeError
@@ -24,17 +24,7 @@ from crystalspace.space.build import build_lake, repair_lake, verify_lake
 from crystalspace.space.config import make_space_config
 from crystalspace.space.engine import Space
 
-ELEMENTS = "Li,B,O,F,Na,Mg,S,Zn"
 CLI = [sys.executable, "-m", "crystalspace.cli"]
-BASE = {"arities": "2,3", "elements": ELEMENTS, "shard_rows": 2000}
-
-
-def _config(**kw):
-    return make_space_config(overrides={**BASE, **kw})
-
-
-def _rows(lake) -> list[tuple]:
-    return connect(str(lake)).execute("SELECT * FROM compositions ORDER BY ALL").fetchall()
 
 
 def _assert_exact(lake, config) -> None:
@@ -54,21 +44,6 @@ def _assert_exact(lake, config) -> None:
         assert n == distinct == stored
     report = verify_lake(str(lake))
     assert report.ok, report.findings
-
-
-@pytest.fixture(scope="module")
-def pristine(tmp_path_factory, ray_session):
-    lake = tmp_path_factory.mktemp("pristine") / "lake"
-    assert build_lake(_config(), str(lake)).complete
-    return lake, _rows(lake)
-
-
-@pytest.fixture
-def lake(pristine, tmp_path):
-    """A fresh copy of the finished pristine lake."""
-    copy = tmp_path / "lake"
-    shutil.copytree(pristine[0], copy)
-    return copy
 
 
 def _tree(lake: Path) -> dict[str, bytes]:
@@ -109,7 +84,7 @@ def test_every_setting_is_refused_or_duplicate_free(lake, tmp_path, what, overri
         overrides["reference"] = _reference_file(tmp_path)
     max_shards = overrides.pop("max_shards", None)
     before = _tree(lake)
-    config = _config(**overrides)
+    config = small_config(**overrides)
     if refused:
         with pytest.raises(LakeError) as exc:
             build_lake(config, str(lake), max_shards=max_shards)
@@ -202,20 +177,20 @@ def test_damage_is_refused_by_queries_found_and_repaired(lake, pristine, damage)
     assert repaired.complete
     assert kind in {f.kind for f in repaired.findings}
     assert repaired.shards_built == (1 if kind in ("truncated", "missing", "altered") else 0)
-    assert _rows(lake) == pristine[1]
-    _assert_exact(lake, _config())
+    assert lake_rows(lake) == pristine[1]
+    _assert_exact(lake, small_config())
 
 
 def test_rerun_rebuilds_a_truncated_shard_and_a_lost_record(lake, pristine):
     _truncate(lake)
     _corrupt_record(lake)
     (lake / "arity=2/z1=3/part-000000000000.parquet.tmp").write_bytes(b"half")
-    report = build_lake(_config(), str(lake))
+    report = build_lake(small_config(), str(lake))
     kinds = {f.kind for f in report.findings}
     assert kinds == {"record", "temporary", "adopted", "unreadable"}  # no record: every file read back
     assert report.shards_built == 1
     assert report.complete
-    assert _rows(lake) == pristine[1]
+    assert lake_rows(lake) == pristine[1]
     assert not list(lake.rglob("*.tmp"))
 
 
@@ -231,10 +206,10 @@ def test_unrecorded_shard_is_invisible_until_adopted(lake, pristine):
     rows = con.execute("SELECT count(*) FROM compositions").fetchone()[0]
     assert rows == con.execute("SELECT sum(rows) FROM composition_counts").fetchone()[0]
     assert rows == len(pristine[1]) - dropped["rows"][0].as_py()
-    report = build_lake(_config(), str(lake))
+    report = build_lake(small_config(), str(lake))
     assert [f.kind for f in report.findings] == ["adopted"]
     assert report.shards_built == 0
-    assert _rows(lake) == pristine[1]
+    assert lake_rows(lake) == pristine[1]
 
 
 # -- one writer at a time -----------------------------------------------------------------------------
@@ -263,4 +238,4 @@ def test_second_builder_is_refused_and_a_killed_builder_leaves_no_lock(tmp_path,
     again = subprocess.run(_cli_build(lake), env=env, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr
     assert "lake complete" in again.stdout
-    _assert_exact(lake, _config(shard_rows=1000))
+    _assert_exact(lake, small_config(shard_rows=1000))

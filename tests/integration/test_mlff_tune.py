@@ -6,29 +6,14 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import _paths
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
+from _tune import SMALL, spec_file
 from typer.testing import CliRunner
 
 from crystalspace.mlff.config import make_mlff_config
 from crystalspace.tune import load_spec, run_sweep
-
-SMALL = "pipelines/configs/mlff_tune_small.yaml"
-DATA = str(_paths.DATA / "mlff_subset")
-
-
-def _spec_file(tmp_path: Path, **fields: object) -> Path:
-    """The small sweep with ``fields`` changed, written elsewhere (its paths made absolute)."""
-    data = yaml.safe_load(Path(SMALL).read_text())
-    data["base"] = str(Path(SMALL).resolve().parent / data["base"])
-    data["overrides"]["data"] = DATA
-    data.update(fields)
-    path = tmp_path / "spec.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
 
 
 @pytest.mark.slow
@@ -87,7 +72,7 @@ def test_asha_sweep_interrupted_and_resumed(ray_session, tmp_path) -> None:
 def test_diverging_trial_and_md_stability_score(ray_session, tmp_path) -> None:
     """A NaN trial is recorded as failed while the sweep goes on; a finished one gets an MD score."""
     spec = load_spec(
-        _spec_file(
+        spec_file(
             tmp_path,
             space={"model": "schnet", "hidden": 8, "layers": 1, "cutoff": 4.0, "lr": [1e12, 0.003]},
             num_samples=1,

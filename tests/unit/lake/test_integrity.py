@@ -16,6 +16,7 @@ from pathlib import Path
 import duckdb
 import pyarrow.dataset as ds
 import pytest
+from _lakes import ELEMENTS, lake_rows, small_config
 
 from crystalspace.config import ConfigError
 from crystalspace.errors import UserError
@@ -24,32 +25,6 @@ from crystalspace.lake.store import LakeError
 from crystalspace.space.build import build_lake, repair_lake
 from crystalspace.space.config import make_space_config
 from crystalspace.space.engine import Space
-
-ELEMENTS = "Li,B,O,F,Na,Mg,S,Zn"
-BASE = {"arities": "2,3", "elements": ELEMENTS, "shard_rows": 2000}
-
-
-def _config(**kw):
-    return make_space_config(overrides={**BASE, **kw})
-
-
-def _rows(lake) -> list[tuple]:
-    return connect(str(lake)).execute("SELECT * FROM compositions ORDER BY ALL").fetchall()
-
-
-@pytest.fixture(scope="module")
-def pristine(tmp_path_factory, ray_session):
-    lake = tmp_path_factory.mktemp("pristine") / "lake"
-    assert build_lake(_config(), str(lake)).complete
-    return lake, _rows(lake)
-
-
-@pytest.fixture
-def lake(pristine, tmp_path):
-    """A fresh copy of the finished pristine lake."""
-    copy = tmp_path / "lake"
-    shutil.copytree(pristine[0], copy)
-    return copy
 
 
 def test_layout_mismatch_names_the_recorded_shard_rows(lake):
@@ -62,27 +37,27 @@ def test_layout_mismatch_names_the_recorded_shard_rows(lake):
 
 def test_foreign_layout_file_refuses_the_build_and_repair_removes_it(lake, pristine, tmp_path):
     other = tmp_path / "other"
-    build_lake(_config(shard_rows=4000, arities="3"), str(other))
+    build_lake(small_config(shard_rows=4000, arities="3"), str(other))
     stray = next(
         p for p in other.glob("arity=3/z1=*/*.parquet") if not (lake / p.relative_to(other)).exists()
     )
     shutil.copy(stray, lake / stray.relative_to(other))
     with pytest.raises(LakeError, match="another shard layout or configuration"):
-        build_lake(_config(), str(lake))
+        build_lake(small_config(), str(lake))
     report = repair_lake(str(lake))
     assert "foreign" in {f.kind for f in report.findings}
-    assert _rows(lake) == pristine[1]
+    assert lake_rows(lake) == pristine[1]
 
 
 def test_format_one_lake_is_refused_with_a_migration_line_and_upgraded(lake, pristine):
     manifest = json.loads((lake / "_manifest.json").read_text())
     manifest["format"] = 1
     (lake / "_manifest.json").write_text(json.dumps(manifest))
-    for message in (lambda: connect(str(lake)), lambda: build_lake(_config(), str(lake))):
+    for message in (lambda: connect(str(lake)), lambda: build_lake(small_config(), str(lake))):
         with pytest.raises(LakeError, match=r"format-1 lake .* to upgrade it in place"):
             message()
     assert repair_lake(str(lake)).complete
-    assert _rows(lake) == pristine[1]
+    assert lake_rows(lake) == pristine[1]
 
 
 # -- the data glob holds data only ---------------------------------------------------------------
@@ -103,7 +78,7 @@ def test_natural_queries_over_the_glob_read_exactly_the_rows(lake, pristine):
 
 def test_lake_path_with_a_quote_is_data_not_sql(tmp_path, ray_session):
     lake = tmp_path / "it's a lake'; COPY (SELECT 1) TO 'pwned.csv"
-    assert build_lake(_config(arities="2"), str(lake)).complete
+    assert build_lake(small_config(arities="2"), str(lake)).complete
     assert connect(str(lake)).execute("SELECT count(*) FROM compositions").fetchone()[0] > 0
     assert not list(Path.cwd().glob("pwned.csv"))
     assert not list(tmp_path.rglob("pwned.csv"))
@@ -162,9 +137,9 @@ def test_huge_factors_are_exact_or_refused():
 def test_unreachable_address_and_zero_cpus_fail_fast(tmp_path):
     t0 = time.perf_counter()
     with pytest.raises(UserError, match=r"no Ray cluster answers at 127\.0\.0\.1:1"):
-        build_lake(_config(), str(tmp_path / "lake"), address="127.0.0.1:1")
+        build_lake(small_config(), str(tmp_path / "lake"), address="127.0.0.1:1")
     with pytest.raises(UserError, match="at least 1"):
-        build_lake(_config(), str(tmp_path / "lake"), num_cpus=0)
+        build_lake(small_config(), str(tmp_path / "lake"), num_cpus=0)
     assert time.perf_counter() - t0 < 15
     assert not (tmp_path / "lake").exists()
 

@@ -5,28 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import _paths
 import pytest
-import yaml
+from _tune import SMALL, SUBSET, spec_file
 from typer.testing import CliRunner
 
 from crystalspace.config import ConfigError
 from crystalspace.tune import count_trials, load_spec, param_space
 
-SMALL = "pipelines/configs/mlff_tune_small.yaml"
 GPU = "pipelines/configs/mlff_tune_gpu.yaml"
-DATA = str(_paths.DATA / "mlff_subset")
-
-
-def _spec_file(tmp_path: Path, **fields: object) -> Path:
-    """The small sweep with ``fields`` changed, written elsewhere (its paths made absolute)."""
-    data = yaml.safe_load(Path(SMALL).read_text())
-    data["base"] = str(Path(SMALL).resolve().parent / data["base"])
-    data["overrides"]["data"] = DATA
-    data.update(fields)
-    path = tmp_path / "spec.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
 
 
 def test_spec_space_and_bad_input(tmp_path) -> None:
@@ -37,7 +23,7 @@ def test_spec_space_and_bad_input(tmp_path) -> None:
     assert space["model"] == {"grid_search": ["schnet", "painn"]}
     assert space["layers"].upper == 3  # randint bounds are inclusive in the YAML
     assert spec.base_config().epochs == 3
-    assert load_spec(Path(GPU), {"data": DATA}).gpus_per_trial > 0
+    assert load_spec(Path(GPU), {"data": SUBSET}).gpus_per_trial > 0
 
     bad = {
         "gemnet": ({"space": {"model": ["schnet", "gemnet"]}}, "unknown model 'gemnet'"),
@@ -49,7 +35,7 @@ def test_spec_space_and_bad_input(tmp_path) -> None:
     }
     for name, (fields, message) in bad.items():
         with pytest.raises(ConfigError, match=message):
-            load_spec(_spec_file(tmp_path, **fields))
+            load_spec(spec_file(tmp_path, **fields))
         assert name
     with pytest.raises(ConfigError, match="lacks 'space'"):
         load_spec(None)
@@ -57,7 +43,7 @@ def test_spec_space_and_bad_input(tmp_path) -> None:
     from crystalspace.cli import app
 
     res = CliRunner().invoke(
-        app, ["mlff", "tune", "--config", str(_spec_file(tmp_path, space={"model": ["x"]}))]
+        app, ["mlff", "tune", "--config", str(spec_file(tmp_path, space={"model": ["x"]}))]
     )
     assert res.exit_code == 2
     assert "unknown model 'x'" in res.output
